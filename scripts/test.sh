@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The README's test command: pytest under coverage (branch), per-test timeout,
+# warnings as errors (set in pyproject.toml).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m coverage erase
+python -m coverage run -m pytest -p no:cacheprovider "$@"
+python -m coverage combine -q 2>/dev/null || true
+python -m coverage report
