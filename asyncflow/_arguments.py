@@ -1,0 +1,272 @@
+"""Task arguments: finding futures in them, resolving them, and expanding `.map()`.
+
+Futures are found at the top level and inside list / tuple / set / frozenset /
+dict values / dataclass fields, to any depth. Arguments with nothing to resolve are
+passed through untouched (`identity(x) is x`).
+
+    >>> double.submit([first, 2])                # doctest: +SKIP  # `first` is awaited
+    >>> double.submit(quote([first, 2]))         # passed as is, future and all
+    >>> add.map([1, 2, 3], unmapped([10, 20]))   # the second list is broadcast
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any, Generic, TypeVar
+
+from ._core._exceptions import MappingLengthMismatch, MappingMissingIterable, UpstreamFailed
+from ._core._future import FutureList, TaskFuture
+
+__all__ = (
+    "allow_failure",
+    "expand_map",
+    "find_upstreams",
+    "quote",
+    "raise_if_upstream_failed",
+    "resolve",
+    "unmapped",
+)
+
+T = TypeVar("T")
+
+# Types that never contain futures: skipped without further checks (the hot path).
+_ATOMIC: frozenset[type] = frozenset(
+    {int, float, complex, str, bytes, bool, type(None), range, bytearray}
+)
+
+
+class quote(Generic[T]):
+    """Pass a value to a task untouched: futures inside it are not resolved.
+
+    `t.map(quote([1, 2]))` maps over the list and hands each element over as is.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: T) -> None:
+        self.data = data
+
+    def unquote(self) -> T:
+        return self.data
+
+    def __repr__(self) -> str:
+        return f"quote({self.data!r})"
+
+
+class unmapped(Generic[T]):
+    """Broadcast an iterable argument of `.map()` to every run instead of mapping over it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def __getitem__(self, _index: object) -> T:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"unmapped({self.value!r})"
+
+
+class allow_failure(Generic[T]):
+    """Run the downstream even if this upstream fails; it then receives the exception."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"allow_failure({self.value!r})"
+
+
+Upstreams = list[tuple[TaskFuture[Any], bool]]
+
+
+def find_upstreams(parameters: Mapping[str, Any]) -> tuple[Upstreams, bool]:
+    """Futures in `parameters` as `(future, allow_failure)` pairs, and whether any
+    parameter must be rebuilt before the call (it holds a future or a wrapper)."""
+    found: Upstreams = []
+    rebuild = False
+    for value in parameters.values():
+        if type(value) in _ATOMIC:
+            continue
+        if _collect(value, False, found, set()):
+            rebuild = True
+    return found, rebuild
+
+
+def _collect(value: Any, allow: bool, found: Upstreams, seen: set[int]) -> bool:
+    """Append futures inside `value` to `found`; True if `value` needs resolving."""
+    cls = type(value)
+    if cls in _ATOMIC:
+        return False
+    if isinstance(value, TaskFuture):
+        found.append((value, allow))
+        return True
+    if cls is quote:
+        return True
+    if cls is allow_failure:
+        _collect(value.value, True, found, seen)
+        return True
+    if cls is unmapped:
+        _collect(value.value, allow, found, seen)
+        return True
+    if isinstance(value, (list, tuple, set, frozenset, dict)) or _is_dataclass_instance(value):
+        if id(value) in seen:  # a self-referencing container
+            return False
+        seen.add(id(value))
+        needs = False
+        for item in _children(value):  # no short-circuit: every future must be found
+            if _collect(item, allow, found, seen):
+                needs = True
+        return needs
+    return False
+
+
+def _is_dataclass_instance(value: Any) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def _children(value: Any) -> Iterable[Any]:
+    if isinstance(value, dict):
+        return value.values()
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return value
+    return [getattr(value, f.name) for f in dataclasses.fields(value)]
+
+
+def upstream_value(fut: TaskFuture[Any], allow: bool) -> Any:
+    """The value a final upstream contributes to its downstream's arguments."""
+    if fut._exception is None:
+        fut._observed = True
+        return fut._value
+    if allow:
+        fut._observed = True
+        return fut._exception
+    raise _upstream_error(fut)
+
+
+def _upstream_error(fut: TaskFuture[Any]) -> UpstreamFailed:
+    err = UpstreamFailed(f"upstream task {fut.name!r} ended {fut._state.name}")
+    err.__cause__ = fut._exception
+    return err
+
+
+def raise_if_upstream_failed(upstreams: Upstreams, name: str) -> None:
+    """For direct calls: raise `UpstreamFailed` for the first failed, not allowed upstream."""
+    for fut, allow in upstreams:
+        if fut._exception is not None and not allow:
+            err = UpstreamFailed(
+                f"task {name!r} did not run: its upstream task {fut.name!r} ended {fut._state.name}"
+            )
+            err.__cause__ = fut._exception
+            fut._observed = True
+            raise err
+
+
+def resolve(value: Any, allow: bool = False) -> Any:
+    """`value` with every (final) future replaced by its result and wrappers removed.
+
+    Containers without futures are returned as the very same object.
+    """
+    cls = type(value)
+    if cls in _ATOMIC:
+        return value
+    if isinstance(value, TaskFuture):
+        return upstream_value(value, allow)
+    if cls is quote:
+        return value.data
+    if cls is allow_failure:
+        return resolve(value.value, True)
+    if cls is unmapped:
+        return resolve(value.value, allow)
+    if isinstance(value, dict):
+        changed = {k: resolve(v, allow) for k, v in value.items()}
+        if all(changed[k] is v for k, v in value.items()):
+            return value
+        new = value.copy()
+        new.update(changed)
+        return new
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [resolve(v, allow) for v in value]
+        if cls is not FutureList and all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return _rebuild_sequence(value, items)
+    if _is_dataclass_instance(value):
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        changed = {k: resolve(v, allow) for k, v in fields.items()}
+        diff = {k: v for k, v in changed.items() if v is not fields[k]}
+        if not diff:
+            return value
+        new = copy.copy(value)
+        for k, v in diff.items():
+            object.__setattr__(new, k, v)  # also works for frozen dataclasses
+        return new
+    return value
+
+
+def _rebuild_sequence(value: Any, items: list[Any]) -> Any:
+    cls = type(value)
+    if cls in (list, FutureList):
+        return items
+    if cls in (tuple, set, frozenset):
+        return cls(items)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
+        return cls(*items)
+    try:
+        return cls(items)
+    except TypeError:
+        return type(value).__mro__[-2](items)  # the builtin base (list, tuple, set...)
+
+
+# ---- .map() ----------------------------------------------------------------------------
+
+
+def expand_map(task_name: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One parameter dict per run of `.map()`, in input order (Prefect's rules)."""
+    mapped: dict[str, list[Any]] = {}
+    static: dict[str, Any] = {}
+    for name, value in parameters.items():
+        if isinstance(value, TaskFuture):
+            value = value.result()  # a future argument is waited for, its result mapped
+        if isinstance(value, unmapped):
+            static[name] = value.value
+        elif isinstance(value, quote):
+            if _is_mappable(value.data):
+                mapped[name] = [quote(v) for v in value.data]
+            else:
+                static[name] = value
+        elif isinstance(value, allow_failure):
+            if _is_mappable(value.value):
+                mapped[name] = [allow_failure(v) for v in value.value]
+            else:
+                static[name] = value
+        elif _is_mappable(value):
+            mapped[name] = list(value)
+        else:
+            static[name] = value
+    if not mapped:
+        raise MappingMissingIterable(
+            f"task {task_name!r}: .map() needs at least one iterable argument to map over, "
+            f"got only static values {_describe(static)}; use .submit() for a single run"
+        )
+    lengths = {name: len(values) for name, values in mapped.items()}
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{k}={n}" for k, n in lengths.items())
+        raise MappingLengthMismatch(
+            f"task {task_name!r}: .map() got iterables of different lengths ({shown}); "
+            "wrap arguments to broadcast in unmapped(...)"
+        )
+    count = next(iter(lengths.values()))
+    return [{**static, **{k: v[i] for k, v in mapped.items()}} for i in range(count)]
+
+
+def _is_mappable(value: Any) -> bool:
+    return isinstance(value, Iterable) and not isinstance(value, (str, bytes, bytearray))
+
+
+def _describe(values: Mapping[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}={v!r}"[:60] for k, v in values.items()) + "}"

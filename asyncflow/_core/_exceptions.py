@@ -1,0 +1,66 @@
+"""Every error asyncflow raises. Public through `asyncflow.exceptions`.
+
+Each class says what went wrong and, in its message, what to do. Where Python users
+expect a builtin type (`ValueError` for bad input, `TimeoutError` for timeouts,
+`RuntimeError` for a call in the wrong place), the class also derives from it, so
+`except ValueError` keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "AsyncflowError",
+    "CircularDependency",
+    "MappingLengthMismatch",
+    "MappingMissingIterable",
+    "RunnerNotStarted",
+    "TaskCancelled",
+    "TaskCrashed",
+    "TaskTimeout",
+    "UpstreamFailed",
+    "WouldDeadlock",
+)
+
+
+class AsyncflowError(Exception):
+    """Base class of every error defined by asyncflow."""
+
+
+class UpstreamFailed(AsyncflowError):
+    """A task did not run because a task it depends on did not complete.
+
+    `__cause__` is the upstream's own exception. Wrap the argument in
+    `allow_failure(future)` to run the downstream anyway.
+    """
+
+
+class MappingLengthMismatch(AsyncflowError, ValueError):
+    """`.map()` got iterables of different lengths."""
+
+
+class MappingMissingIterable(AsyncflowError, ValueError):
+    """`.map()` got no iterable argument to map over."""
+
+
+class TaskTimeout(AsyncflowError, TimeoutError):
+    """A task run exceeded its `timeout_seconds` (state name "TimedOut")."""
+
+
+class TaskCancelled(AsyncflowError):
+    """The task run was cancelled before it could produce a result."""
+
+
+class TaskCrashed(AsyncflowError):
+    """The task run ended abnormally outside its own code (e.g. its worker died)."""
+
+
+class CircularDependency(AsyncflowError, ValueError):
+    """A task run would wait, directly or not, on its own completion."""
+
+
+class RunnerNotStarted(AsyncflowError, RuntimeError):
+    """Work was submitted to a task runner that is not started (use `with runner:`)."""
+
+
+class WouldDeadlock(AsyncflowError, RuntimeError):
+    """A blocking call was made on the event loop that must complete the awaited work."""

@@ -1,0 +1,393 @@
+"""The dual sync/async future.
+
+A `TaskFuture` is completed by the engine from any thread (a pool worker, the
+engine loop, a caller's loop). Sync code blocks on it with `.result()`; async code
+awaits it on any loop. State transitions happen under one module lock shared with
+the engine, so "is it final?" and "who depends on it?" are decided atomically.
+
+    >>> fut = double.submit(21)            # doctest: +SKIP
+    >>> fut.result()                       # sync world
+    42
+    >>> await fut                          # async world, any loop
+    42
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ._context import current_run, enter_blocking, exit_blocking
+from ._exceptions import CircularDependency, TaskCancelled, WouldDeadlock
+from ._states import PENDING, State, StateType
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = (
+    "LOCK",
+    "FutureList",
+    "Suspend",
+    "TaskFuture",
+    "check_timeout",
+    "finalize_locked",
+    "run_callbacks",
+    "suspend_until_final",
+)
+
+R = TypeVar("R")
+logger = logging.getLogger("asyncflow")
+
+# One lock for every future's state and callback list and for the engine's resolver.
+# Critical sections are a few attribute writes, so contention stays negligible, and a
+# single lock makes "final?" and "has dependents?" one atomic fact.
+LOCK = threading.Lock()
+
+_get_running_loop = asyncio._get_running_loop  # C function; no exception when none runs
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    if timeout is not None:
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
+            raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
+        if timeout < 0:
+            raise ValueError(f"timeout must be >= 0, got {timeout!r}")
+    return timeout
+
+
+class _Waiter:
+    """A one-shot wake-up for one blocked thread (cheaper than a Condition per future)."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def __call__(self, _fut: object) -> None:
+        self._lock.release()
+
+    def wait(self, timeout: float | None) -> bool:
+        return self._lock.acquire(timeout=-1 if timeout is None else timeout)
+
+
+class _LoopWaker:
+    """Wakes an asyncio future on its own loop, from whatever thread completes us."""
+
+    __slots__ = ("loop", "waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[None]) -> None:
+        self.loop = loop
+        self.waiter = waiter
+
+    def __call__(self, _fut: object) -> None:
+        if _get_running_loop() is self.loop:
+            _wake(self.waiter)
+        else:
+            try:
+                self.loop.call_soon_threadsafe(_wake, self.waiter)
+            except RuntimeError:  # the waiting loop is closed: nobody is left to wake
+                pass
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class TaskFuture(Generic[R]):
+    """Handle on one task run: `.result()` in sync code, `await` in async code.
+
+    Created by the engine, never by users. Thread-safe. Done callbacks behave as in
+    `concurrent.futures`: called with the future, from the completing thread, or at
+    once if already done; one that raises is logged and the others still run.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_callbacks",
+        "_exception",
+        "_has_dependents",
+        "_loop",
+        "_observed",
+        "_run",
+        "_state",
+        "_value",
+        "name",
+    )
+
+    def __init__(self, name: str, run: Any = None) -> None:
+        self.name = name
+        self._state: State = PENDING
+        self._value: Any = None
+        self._exception: BaseException | None = None
+        self._callbacks: list[Callable[[TaskFuture[R]], object]] | None = None
+        self._run = run
+        # The event loop that must run for this future to complete (its own async run,
+        # or an upstream's); blocking on that loop's thread would deadlock.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._observed = False
+        self._has_dependents = False
+
+    # ---- inspection (never blocks, never does I/O) ----------------------------------
+    @property
+    def state(self) -> State:
+        self._observed = True
+        return self._state
+
+    def done(self) -> bool:
+        return self._state._final
+
+    def __repr__(self) -> str:
+        return f"<TaskFuture {self.name!r} {self._state.name}>"
+
+    # ---- sync world ------------------------------------------------------------------
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the run is final or `timeout` passes (does not raise on timeout)."""
+        self._wait(check_timeout(timeout))
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
+        """The run's value; re-raises its exception (or returns it if not raise_on_failure).
+
+        Raises `TimeoutError` if the run is not final within `timeout` seconds.
+        """
+        if not self._wait(check_timeout(timeout)):
+            raise TimeoutError(f"task {self.name!r} did not finish within {timeout} s")
+        return self._outcome(raise_on_failure)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The run's exception, or None if it completed. Raises TaskCancelled if cancelled."""
+        if not self._wait(check_timeout(timeout)):
+            raise TimeoutError(f"task {self.name!r} did not finish within {timeout} s")
+        self._observed = True
+        if self._state.type is StateType.CANCELLED:
+            raise self._exception or TaskCancelled(f"task {self.name!r} was cancelled")
+        return self._exception
+
+    def cancel(self) -> bool:
+        """Cancel the run if it has not started (or is an async run). True if cancelled."""
+        run = self._run
+        if run is None:
+            return self._state.type is StateType.CANCELLED
+        return bool(run.cancel())
+
+    def add_done_callback(self, fn: Callable[[TaskFuture[R]], object]) -> None:
+        with LOCK:
+            if not self._state._final:
+                if self._callbacks is None:
+                    self._callbacks = [fn]
+                else:
+                    self._callbacks.append(fn)
+                return
+        _call_callback(fn, self)
+
+    # ---- async world -----------------------------------------------------------------
+    def __await__(self) -> Generator[Any, None, R]:
+        if not self._state._final:
+            self._check_not_self()
+            yield from suspend_until_final(self, None)
+        return self._outcome(True)
+
+    async def wait_async(self, timeout: float | None = None) -> None:
+        """Await until the run is final or `timeout` passes (does not raise on timeout)."""
+        check_timeout(timeout)
+        if not self._state._final:
+            self._check_not_self()
+            await Suspend(self, timeout)
+
+    # ---- engine side -----------------------------------------------------------------
+    def _outcome(self, raise_on_failure: bool) -> R:
+        self._observed = True
+        exc = self._exception
+        if exc is None:
+            return self._value  # type: ignore[no-any-return]  # R is erased at runtime
+        if raise_on_failure:
+            raise exc
+        return exc  # type: ignore[return-value]  # documented: the exception object
+
+    def _check_not_self(self) -> None:
+        run = current_run.get()
+        if run is not None and run.future is self:
+            raise CircularDependency(
+                f"task {self.name!r} is waiting for its own result, which can never arrive"
+            )
+
+    def _check_can_block(self) -> None:
+        """Raise instead of blocking where blocking could never end."""
+        self._check_not_self()
+        loop = self._loop
+        if loop is not None and _get_running_loop() is loop:
+            raise WouldDeadlock(
+                f"blocking on task {self.name!r} from the event loop that must run it would "
+                "deadlock: use `await future` (or `await future.wait_async()`) in async code"
+            )
+
+    def _wait(self, timeout: float | None) -> bool:
+        if self._state._final:
+            return True
+        self._check_can_block()
+        waiter = _Waiter()
+        with LOCK:
+            if self._state._final:
+                return True
+            if self._callbacks is None:
+                self._callbacks = [waiter]
+            else:
+                # Waking blocked threads first keeps `.result()` latency low.
+                self._callbacks.insert(0, waiter)
+        pool = enter_blocking()
+        try:
+            if waiter.wait(timeout):
+                return True
+        finally:
+            exit_blocking(pool)
+        self._remove_callback(waiter)
+        return self._state._final
+
+    def _remove_callback(self, fn: Callable[..., object]) -> None:
+        with LOCK:
+            cbs = self._callbacks
+            if cbs is not None:
+                try:
+                    cbs.remove(fn)
+                except ValueError:
+                    pass
+
+    def _set_running(self, attempts: int = 1) -> bool:
+        """Mark RUNNING; False if the run may not start (cancelled while queued)."""
+        with LOCK:
+            if self._state._final:
+                return False
+            self._state = State(StateType.RUNNING, attempts=attempts)
+            return True
+
+    def _set_state(self, state: State) -> None:
+        """A non-final transition (e.g. Retrying)."""
+        with LOCK:
+            if not self._state._final:
+                self._state = state
+
+
+def suspend_until_final(fut: TaskFuture[Any], timeout: float | None) -> Generator[Any, None, None]:
+    """Suspend the awaiting coroutine until `fut` is final (or `timeout` passes).
+
+    The one place where async code waits on a future, whatever loop or thread
+    completes it; it never raises the future's exception.
+    """
+    if fut._state._final:
+        return
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    waker = _LoopWaker(loop, waiter)
+    fut.add_done_callback(waker)
+    timer = None if timeout is None else loop.call_later(timeout, _wake, waiter)
+    try:
+        yield from waiter.__await__()
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if not fut._state._final:
+            fut._remove_callback(waker)
+
+
+class Suspend:
+    """`await Suspend(fut)`: wait for `fut` to be final without raising its error."""
+
+    __slots__ = ("fut", "timeout")
+
+    def __init__(self, fut: TaskFuture[Any], timeout: float | None = None) -> None:
+        self.fut = fut
+        self.timeout = timeout
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return suspend_until_final(self.fut, self.timeout)
+
+
+def _call_callback(fn: Callable[[Any], object], fut: TaskFuture[Any]) -> None:
+    try:
+        fn(fut)
+    except Exception:
+        logger.exception("done callback %r of task %r raised", fn, fut.name)
+
+
+def run_callbacks(fut: TaskFuture[Any], cbs: list[Callable[[Any], object]] | None) -> None:
+    if cbs:
+        for cb in cbs:
+            _call_callback(cb, fut)
+
+
+def finalize_locked(
+    fut: TaskFuture[Any], state: State, value: Any, exc: BaseException | None
+) -> list[Callable[[Any], object]] | None:
+    """Set a final state; the caller holds LOCK and runs the returned callbacks after.
+
+    Only the engine calls this, so it can update its resolver in the same critical
+    section (see `_engine.complete`).
+    """
+    fut._state = state
+    fut._value = value
+    fut._exception = exc
+    cbs = fut._callbacks
+    fut._callbacks = None
+    return cbs
+
+
+class FutureList(list[TaskFuture[R]]):
+    """A `list` of futures, e.g. from `.map()`, with bulk `result`, `wait` and `await`.
+
+    >>> squares = square.map([1, 2, 3])      # doctest: +SKIP
+    >>> squares.result()
+    [1, 4, 9]
+    """
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until every future is final or `timeout` passes (does not raise)."""
+        deadline = _deadline(check_timeout(timeout))
+        for fut in self:
+            if not fut._wait(_remaining(deadline)):
+                return
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[R]:
+        """Every future's result, in order; `timeout` bounds the whole call."""
+        deadline = _deadline(check_timeout(timeout))
+        out: list[R] = []
+        for fut in self:
+            if not fut._wait(_remaining(deadline)):
+                unfinished = sum(1 for f in self if not f.done())
+                raise TimeoutError(
+                    f"{unfinished} (of {len(self)}) futures unfinished after {timeout} s"
+                )
+            out.append(fut._outcome(raise_on_failure))
+        return out
+
+    def __await__(self) -> Generator[Any, None, list[R]]:
+        out: list[R] = []
+        for fut in self:
+            out.append((yield from fut.__await__()))
+        return out
+
+    def __repr__(self) -> str:
+        return f"FutureList({list.__repr__(self)})"
+
+    if TYPE_CHECKING:
+
+        def copy(self) -> Self: ...
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def iter_futures(futures: Iterable[TaskFuture[Any]]) -> Iterator[TaskFuture[Any]]:
+    for fut in futures:
+        if not isinstance(fut, TaskFuture):
+            raise TypeError(f"expected TaskFuture objects, got {type(fut).__name__}: {fut!r}")
+        yield fut

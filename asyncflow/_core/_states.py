@@ -1,0 +1,105 @@
+"""Run states: what a future reports about its run, without doing any I/O.
+
+>>> s = State(StateType.COMPLETED)
+>>> s.name, s.is_completed(), s.is_final()
+('Completed', True, True)
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+
+__all__ = ("State", "StateType")
+
+
+class StateType(enum.Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    CRASHED = "CRASHED"
+
+
+_DEFAULT_NAMES = {
+    StateType.PENDING: "Pending",
+    StateType.RUNNING: "Running",
+    StateType.COMPLETED: "Completed",
+    StateType.FAILED: "Failed",
+    StateType.CANCELLED: "Cancelled",
+    StateType.CRASHED: "Crashed",
+}
+_FINAL_TYPES = frozenset(
+    {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
+)
+# Pending-typed states that are nevertheless final: the run will never start.
+_FINAL_PENDING_NAMES = frozenset({"NotReady"})
+
+
+class State:
+    """An immutable snapshot of a run's state.
+
+    `type` is the coarse `StateType`; `name` refines it ("NotReady", "TimedOut",
+    "Retrying", ...); `attempts` counts the runs of the task's code so far.
+    """
+
+    __slots__ = ("_final", "attempts", "message", "name", "timestamp", "type")
+
+    type: StateType
+    name: str
+    message: str | None
+    timestamp: float
+    attempts: int
+
+    def __init__(
+        self,
+        type: StateType,
+        name: str | None = None,
+        message: str | None = None,
+        *,
+        timestamp: float | None = None,
+        attempts: int = 0,
+    ) -> None:
+        self.type = type
+        self.name = _DEFAULT_NAMES[type] if name is None else name
+        self.message = message
+        self.timestamp = time.time() if timestamp is None else timestamp
+        self.attempts = attempts
+        self._final = type in _FINAL_TYPES or self.name in _FINAL_PENDING_NAMES
+
+    def is_pending(self) -> bool:
+        return self.type is StateType.PENDING
+
+    def is_running(self) -> bool:
+        return self.type is StateType.RUNNING
+
+    def is_completed(self) -> bool:
+        return self.type is StateType.COMPLETED
+
+    def is_failed(self) -> bool:
+        return self.type is StateType.FAILED
+
+    def is_cancelled(self) -> bool:
+        return self.type is StateType.CANCELLED
+
+    def is_crashed(self) -> bool:
+        return self.type is StateType.CRASHED
+
+    def is_final(self) -> bool:
+        return self._final
+
+    def __repr__(self) -> str:
+        msg = f", message={self.message!r}" if self.message else ""
+        return f"State({self.type.name}, name={self.name!r}{msg})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, State):
+            return NotImplemented
+        return (self.type, self.name, self.message) == (other.type, other.name, other.message)
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.name, self.message))
+
+
+PENDING = State(StateType.PENDING, timestamp=0.0)

@@ -1,0 +1,231 @@
+"""`wait` and `as_completed` over many futures, for sync and async callers alike.
+
+Both register one done callback per pending future; the sync side blocks on a
+threading primitive, the async side on an asyncio future of the caller's loop.
+
+    >>> done, not_done = wait(futures, timeout=5)          # doctest: +SKIP
+    >>> done, not_done = await wait(futures, timeout=5)
+    >>> for fut in as_completed(futures): ...
+    >>> async for fut in as_completed(futures): ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator
+from typing import Any, NamedTuple
+
+from ._context import enter_blocking, exit_blocking
+from ._future import TaskFuture, check_timeout, iter_futures
+
+__all__ = ("AsCompleted", "DoneAndNotDone", "WaitCall", "as_completed", "wait")
+
+_get_running_loop = asyncio._get_running_loop
+
+
+class DoneAndNotDone(NamedTuple):
+    done: set[TaskFuture[Any]]
+    not_done: set[TaskFuture[Any]]
+
+
+def _split(futures: list[TaskFuture[Any]]) -> DoneAndNotDone:
+    done = {f for f in futures if f.done()}
+    return DoneAndNotDone(done, {f for f in futures if f not in done})
+
+
+class _Countdown:
+    """Done callback that fires `on_zero` once `n` futures are final."""
+
+    __slots__ = ("lock", "n", "on_zero")
+
+    def __init__(self, n: int, on_zero: Any) -> None:
+        self.n = n
+        self.on_zero = on_zero
+        self.lock = threading.Lock()
+
+    def __call__(self, _fut: object) -> None:
+        with self.lock:
+            self.n -= 1
+            last = self.n == 0
+        if last:
+            self.on_zero()
+
+
+def _wait_sync(futures: list[TaskFuture[Any]], timeout: float | None) -> DoneAndNotDone:
+    pending = [f for f in futures if not f.done()]
+    if pending:
+        for fut in pending:
+            fut._check_can_block()
+        event = threading.Event()
+        countdown = _Countdown(len(pending), event.set)
+        for fut in pending:
+            fut.add_done_callback(countdown)
+        pool = enter_blocking()
+        try:
+            event.wait(timeout)
+        finally:
+            exit_blocking(pool)
+            for fut in pending:
+                fut._remove_callback(countdown)
+    return _split(futures)
+
+
+def _wait_async(
+    futures: list[TaskFuture[Any]], timeout: float | None
+) -> Generator[Any, None, DoneAndNotDone]:
+    pending = [f for f in futures if not f.done()]
+    if pending:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if _get_running_loop() is loop:
+                _set(waiter)
+            else:
+                loop.call_soon_threadsafe(_set, waiter)
+
+        countdown = _Countdown(len(pending), wake)
+        for fut in pending:
+            fut.add_done_callback(countdown)
+        timer = None if timeout is None else loop.call_later(timeout, _set, waiter)
+        try:
+            yield from waiter.__await__()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for fut in pending:
+                fut._remove_callback(countdown)
+    return _split(futures)
+
+
+def _set(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class WaitCall:
+    """What `wait()` returns: unpack it in sync code, await it in async code.
+
+    Called where no event loop runs (plain sync code), it has already blocked, so a
+    bare `wait(futures)` waits, as in Prefect.
+    """
+
+    __slots__ = ("_futures", "_result", "_timeout")
+
+    def __init__(self, futures: list[TaskFuture[Any]], timeout: float | None) -> None:
+        self._futures = futures
+        self._timeout = timeout
+        self._result: DoneAndNotDone | None = None
+        if _get_running_loop() is None:
+            self._result = _wait_sync(futures, timeout)
+
+    def _sync(self) -> DoneAndNotDone:
+        if self._result is None:
+            self._result = _wait_sync(self._futures, self._timeout)
+        return self._result
+
+    @property
+    def done(self) -> set[TaskFuture[Any]]:
+        return self._sync().done
+
+    @property
+    def not_done(self) -> set[TaskFuture[Any]]:
+        return self._sync().not_done
+
+    def __iter__(self) -> Iterator[set[TaskFuture[Any]]]:
+        return iter(self._sync())
+
+    def __await__(self) -> Generator[Any, None, DoneAndNotDone]:
+        if self._result is None:
+            self._result = yield from _wait_async(self._futures, self._timeout)
+        return self._result
+
+
+def wait(futures: Iterable[TaskFuture[Any]], timeout: float | None = None) -> WaitCall:
+    """Wait until every future is final or `timeout` passes; never raises on timeout.
+
+    `done, not_done = wait(fs)` in sync code; `done, not_done = await wait(fs)` in async.
+    """
+    return WaitCall(list(iter_futures(futures)), check_timeout(timeout))
+
+
+def _timeout_error(unfinished: int, total: int) -> TimeoutError:
+    return TimeoutError(f"{unfinished} (of {total}) futures unfinished")
+
+
+class AsCompleted:
+    """Iterate futures as they finish: `for f in ...` or `async for f in ...`."""
+
+    __slots__ = ("_futures", "_timeout")
+
+    def __init__(self, futures: list[TaskFuture[Any]], timeout: float | None) -> None:
+        self._futures = futures
+        self._timeout = timeout
+
+    def __iter__(self) -> Iterator[TaskFuture[Any]]:
+        futures = list(dict.fromkeys(self._futures))  # unique, in order
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        finished: queue.SimpleQueue[TaskFuture[Any]] = queue.SimpleQueue()
+        pending = [f for f in futures if not f.done()]
+        for fut in pending:
+            fut._check_can_block()
+        try:
+            for fut in pending:
+                fut.add_done_callback(finished.put)
+            waiting = set(pending)
+            yield from (f for f in futures if f not in waiting)
+            for left in range(len(pending), 0, -1):
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                pool = enter_blocking()
+                try:
+                    fut = finished.get(timeout=remaining)
+                except queue.Empty:
+                    raise _timeout_error(left, len(futures)) from None
+                finally:
+                    exit_blocking(pool)
+                yield fut
+        finally:
+            for fut in pending:
+                fut._remove_callback(finished.put)
+
+    async def __aiter__(self) -> AsyncIterator[TaskFuture[Any]]:
+        futures = list(dict.fromkeys(self._futures))
+        loop = asyncio.get_running_loop()
+        deadline = None if self._timeout is None else loop.time() + self._timeout
+        finished: asyncio.Queue[TaskFuture[Any]] = asyncio.Queue()
+
+        def put(fut: TaskFuture[Any]) -> None:
+            if _get_running_loop() is loop:
+                finished.put_nowait(fut)
+            else:
+                loop.call_soon_threadsafe(finished.put_nowait, fut)
+
+        pending = [f for f in futures if not f.done()]
+        try:
+            for fut in pending:
+                fut.add_done_callback(put)
+            waiting = set(pending)
+            for fut in futures:
+                if fut not in waiting:
+                    yield fut
+            for left in range(len(pending), 0, -1):
+                remaining = None if deadline is None else max(0.0, deadline - loop.time())
+                try:
+                    fut = await asyncio.wait_for(finished.get(), remaining)
+                except asyncio.TimeoutError:  # TimeoutError's alias from 3.11 on
+                    raise _timeout_error(left, len(futures)) from None
+                yield fut
+        finally:
+            for fut in pending:
+                fut._remove_callback(put)
+
+
+def as_completed(futures: Iterable[TaskFuture[Any]], timeout: float | None = None) -> AsCompleted:
+    """Yield futures as they finish (already-finished ones first).
+
+    On timeout raises `TimeoutError("N (of M) futures unfinished")`.
+    """
+    return AsCompleted(list(iter_futures(futures)), check_timeout(timeout))

@@ -1,0 +1,1 @@
+"""Task runners: where runs execute (threads, processes, later distributed engines)."""

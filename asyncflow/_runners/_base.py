@@ -1,0 +1,359 @@
+"""The `TaskRunner` contract, shared bookkeeping, and which runner a submission uses.
+
+A runner is a structured scope: `with runner:` / `async with runner:` starts its
+resources, makes it the target of `.submit()` in that context, and on exit waits for
+every run it accepted (cancelling the ones not started if the block raised), then
+reports failures nobody looked at.
+
+Which runner `.submit()` uses, innermost first: the runner of the task run that is
+submitting (nested submission), the runner entered in this context (a flow's, or
+`with runner:`), else the process-wide default `ThreadPoolTaskRunner`.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextvars
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+from .._arguments import allow_failure, expand_map, find_upstreams, resolve
+from .._core import _engine, _portal
+from .._core._context import current_run
+from .._core._exceptions import CircularDependency, RunnerNotStarted
+from .._core._future import FutureList, Suspend, TaskFuture
+from .._core._states import StateType
+
+__all__ = (
+    "TaskRunner",
+    "TaskSpec",
+    "current_runner",
+    "entered_runner",
+    "new_run",
+    "wait_for_upstreams",
+)
+
+logger = logging.getLogger("asyncflow")
+R = TypeVar("R")
+Self_ = TypeVar("Self_", bound="TaskRunner")
+
+_entered: contextvars.ContextVar[TaskRunner | None] = contextvars.ContextVar(
+    "asyncflow_runner", default=None
+)
+
+
+class TaskSpec(abc.ABC):
+    """What a runner needs from a task (implemented by `asyncflow.task`)."""
+
+    name: str
+    is_async: bool
+    retries: int = 0
+    retry_delay_seconds: float = 0
+
+    @abc.abstractmethod
+    def _invoke(self, parameters: dict[str, Any]) -> Any:
+        """Call the function with these (resolved) parameters."""
+
+
+class _Call:
+    """The zero-argument callable a `Run` invokes: resolves arguments, then calls."""
+
+    __slots__ = ("parameters", "rebuild", "task")
+
+    def __init__(self, task: TaskSpec, parameters: dict[str, Any], rebuild: bool) -> None:
+        self.task = task
+        self.parameters = parameters
+        self.rebuild = rebuild
+
+    def __call__(self) -> Any:
+        params = self.parameters
+        if self.rebuild:
+            params = {k: resolve(v) for k, v in params.items()}
+        return self.task._invoke(params)
+
+
+def new_run(
+    owner: TaskRunner,
+    task: TaskSpec,
+    parameters: dict[str, Any],
+    rebuild: bool,
+    loop: asyncio.AbstractEventLoop | None,
+) -> _engine.Run:
+    return _engine.Run(
+        TaskFuture(task.name),
+        _Call(task, parameters, rebuild),
+        task.is_async,
+        owner,
+        contextvars.copy_context(),
+        loop,
+        task.retries,
+        task.retry_delay_seconds,
+    )
+
+
+def entered_runner() -> TaskRunner | None:
+    return _entered.get()
+
+
+def current_runner() -> TaskRunner:
+    """The runner a `.submit()` made here goes to."""
+    run = current_run.get()
+    if run is not None:
+        owner: TaskRunner = run.owner
+        return owner
+    runner = _entered.get()
+    if runner is not None:
+        return runner
+    from ._thread import default_runner  # here, not at the top: _thread imports this module
+
+    return default_runner()
+
+
+def _check_not_circular(fut: TaskFuture[Any], task_name: str) -> None:
+    run = current_run.get()
+    while run is not None:
+        if run.future is fut:
+            raise CircularDependency(
+                f"task {task_name!r} cannot depend on task {fut.name!r}: that run is still "
+                "executing the code that submits it, so it would wait on itself"
+            )
+        run = run.parent
+
+
+class TaskRunner(abc.ABC):
+    """Runs tasks. Use as `with runner:` or `async with runner:` (or via `@flow`)."""
+
+    def __init__(self) -> None:
+        self._started = False
+        self._lock = threading.Lock()
+        self._inflight: set[_engine.Run] = set()
+        self._failed: list[TaskFuture[Any]] = []
+        self._track_failures = True
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tokens: list[tuple[contextvars.Token[Any], contextvars.Token[Any]]] = []
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @abc.abstractmethod
+    def duplicate(self: Self_) -> Self_:
+        """A fresh, not started runner with the same settings."""
+
+    @abc.abstractmethod
+    def _start_resources(self) -> None:
+        """Acquire pools etc. Called when the runner is entered."""
+
+    @abc.abstractmethod
+    def _stop_resources(self) -> None:
+        """Release them; every accepted run is final by now."""
+
+    @abc.abstractmethod
+    def start_run(self, run: _engine.Run) -> None:
+        """Begin executing `run` (the engine calls this once its upstreams are final)."""
+
+    def cancel_running(self, run: _engine.Run) -> bool:
+        """Stop a run that already started; runners that cannot return False."""
+        return False
+
+    def release_run(self, run: _engine.Run) -> None:
+        fut = run.future
+        with self._lock:
+            self._inflight.discard(run)
+            if self._track_failures and fut._state.type in (StateType.FAILED, StateType.CRASHED):
+                self._failed.append(fut)
+
+    # ---- submission --------------------------------------------------------------------
+    def submit(
+        self,
+        task: Any,
+        parameters: Mapping[str, Any],
+        wait_for: Iterable[Any] | None = None,
+        dependencies: Mapping[str, Any] | None = None,
+    ) -> TaskFuture[Any]:
+        """Schedule one run of `task` with `parameters`; return its future at once.
+
+        `dependencies` is accepted for Prefect compatibility; data dependencies are
+        found in `parameters` themselves.
+        """
+        if not isinstance(task, TaskSpec):
+            raise TypeError(
+                f"{self.name}.submit() expects a task (a function decorated with @task), "
+                f"got {type(task).__name__}: {task!r}"
+            )
+        if not self._started:
+            raise RunnerNotStarted(
+                f"{self.name} is not started: use `with runner:` or `async with runner:` "
+                f"before submitting task {task.name!r}"
+            )
+        params = dict(parameters)
+        upstreams, rebuild = find_upstreams(params)
+        if wait_for is not None:
+            upstreams.extend(wait_for_upstreams(wait_for, task.name))
+        for fut, _ in upstreams:
+            _check_not_circular(fut, task.name)
+        run = new_run(self, task, params, rebuild, self._async_loop() if task.is_async else None)
+        with self._lock:
+            self._inflight.add(run)
+        try:
+            _engine.submit(run, upstreams)
+        except BaseException as exc:
+            _engine.crashed(run, exc)
+            raise
+        return run.future
+
+    def map(
+        self,
+        task: Any,
+        parameters: Mapping[str, Any],
+        wait_for: Iterable[Any] | None = None,
+    ) -> FutureList[Any]:
+        """One run per element of the iterable parameters (see `Task.map`)."""
+        if not isinstance(task, TaskSpec):
+            raise TypeError(f"{self.name}.map() expects a task, got {type(task).__name__}")
+        if not self._started:
+            raise RunnerNotStarted(f"{self.name} is not started: use `with runner:` first")
+        wait = None
+        if wait_for is not None:
+            wait_for_upstreams(wait_for, task.name)  # validate once, before any run starts
+            wait = list(wait_for) if not isinstance(wait_for, TaskFuture) else [wait_for]
+        return FutureList(
+            self.submit(task, params, wait_for=wait) for params in expand_map(task.name, parameters)
+        )
+
+    def cancel_all(self) -> int:
+        """Cancel every accepted run that has not started; running ones finish.
+
+        Returns how many were cancelled.
+        """
+        with self._lock:
+            runs = list(self._inflight)
+        return sum(
+            1 for run in runs if run.future._state.type is StateType.PENDING and run.cancel()
+        )
+
+    def _cancel_running_async(self) -> None:
+        with self._lock:
+            runs = [r for r in self._inflight if r.task is not None]
+        for run in runs:
+            run.cancel()
+
+    def _async_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop if self._loop is not None else _portal.get_loop()
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def _enter(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        if self._started:
+            raise RuntimeError(f"{self.name} is already started; use runner.duplicate()")
+        self._loop = loop
+        self._start_resources()
+        self._started = True
+        self._tokens.append((_entered.set(self), current_run.set(None)))
+
+    def _leave(self) -> None:
+        self._started = False
+        try:
+            self._stop_resources()
+        finally:
+            self._loop = None
+            runner_token, run_token = self._tokens.pop()
+            _entered.reset(runner_token)
+            current_run.reset(run_token)
+            self._report_failures()
+
+    def _report_failures(self) -> None:
+        with self._lock:
+            failed, self._failed = self._failed, []
+        for fut in failed:
+            if not fut._observed:
+                logger.error(
+                    "task %r failed and nothing looked at its result: %s",
+                    fut.name,
+                    fut._state.message,
+                    exc_info=fut._exception,
+                )
+
+    def _pending_runs(self) -> list[_engine.Run]:
+        with self._lock:
+            return list(self._inflight)
+
+    def __enter__(self: Self_) -> Self_:
+        self._enter(None)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is not None:
+                self.cancel_all()
+                self._cancel_running_async()
+            while runs := self._pending_runs():
+                for run in runs:
+                    run.future._wait(None)
+        finally:
+            self._leave()
+
+    async def __aenter__(self: Self_) -> Self_:
+        self._enter(asyncio.get_running_loop())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is not None:
+                self.cancel_all()
+                self._cancel_running_async()
+            while runs := self._pending_runs():
+                for run in runs:
+                    try:
+                        await Suspend(run.future)
+                    except asyncio.CancelledError:
+                        # Cancelled while draining: stop what we can, then keep draining
+                        # so no run outlives its scope, and re-raise at the end.
+                        self.cancel_all()
+                        self._cancel_running_async()
+                        await _drain_shielded(self)
+                        raise
+        finally:
+            self._leave()
+
+
+async def _drain_shielded(runner: TaskRunner) -> None:
+    while runs := runner._pending_runs():
+        for run in runs:
+            await asyncio.shield(_wait_final(run.future))
+
+
+async def _wait_final(fut: TaskFuture[Any]) -> None:
+    await Suspend(fut)
+
+
+def wait_for_upstreams(wait_for: Any, task_name: str) -> list[tuple[TaskFuture[Any], bool]]:
+    """`wait_for=` as `(future, allow_failure)` pairs; a clear TypeError for anything else."""
+    if isinstance(wait_for, TaskFuture):
+        return [(wait_for, False)]
+    if not isinstance(wait_for, Iterable) or isinstance(wait_for, (str, bytes)):
+        raise TypeError(f"task {task_name!r}: wait_for must be a list of futures, got {wait_for!r}")
+    pairs = []
+    for item in wait_for:
+        allow = isinstance(item, allow_failure)
+        inner = item.value if allow else item
+        if not isinstance(inner, TaskFuture):
+            raise TypeError(
+                f"task {task_name!r}: wait_for must contain only futures, got "
+                f"{type(inner).__name__}: {inner!r}"
+            )
+        pairs.append((inner, allow))
+    return pairs

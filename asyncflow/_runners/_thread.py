@@ -1,0 +1,135 @@
+"""`ThreadPoolTaskRunner`: sync tasks on threads, async tasks on an event loop.
+
+Sync runs go to a `WorkerPool` (bounded, but a worker blocked on a child's future
+lends its slot, so nested submission cannot deadlock). Async runs go to the loop the
+runner was entered on with `async with` (the caller's loop), or else to the
+background engine loop.
+
+    >>> with ThreadPoolTaskRunner(max_workers=4) as runner:     # doctest: +SKIP
+    ...     runner.submit(double, {"x": 2}).result()
+    4
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from .._core import _engine, _portal
+from .._core._workers import WorkerPool
+from ..settings import get_settings
+from ._base import TaskRunner
+
+__all__ = ("ThreadPoolTaskRunner", "default_runner")
+
+
+def _default_max_workers() -> int:
+    # As concurrent.futures: I/O-bound work benefits from more threads than cores.
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+class ThreadPoolTaskRunner(TaskRunner):
+    """Runs sync tasks on up to `max_workers` threads and async tasks on a loop.
+
+    `max_workers` defaults to `ASYNCFLOW_TASK_RUNNER_THREAD_POOL_MAX_WORKERS`, else
+    `min(32, cpu_count + 4)`.
+    """
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        super().__init__()
+        if max_workers is None:
+            max_workers = get_settings().thread_pool_max_workers or _default_max_workers()
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int):
+            raise TypeError(f"max_workers must be an int, got {max_workers!r}")
+        if max_workers < 1:
+            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        self._max_workers = max_workers
+        self._pool: WorkerPool | None = None
+        self._thread_name = "asyncflow-worker"
+
+    @property
+    def max_workers(self) -> int:
+        return self._max_workers
+
+    def duplicate(self) -> ThreadPoolTaskRunner:
+        return type(self)(max_workers=self._max_workers)
+
+    def __repr__(self) -> str:
+        return f"ThreadPoolTaskRunner(max_workers={self._max_workers})"
+
+    def _start_resources(self) -> None:
+        self._pool = WorkerPool(self._max_workers, self._thread_name)
+
+    def _stop_resources(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def start_run(self, run: _engine.Run) -> None:
+        if run.is_async:
+            assert run.loop is not None
+            _engine.start_on_loop(run, run.loop)
+            return
+        pool = self._pool
+        if pool is None:
+            _engine.cancelled(run, "cancelled: its runner shut down before it started")
+            return
+        pool.submit(_engine.execute_sync, run)
+
+
+# ---- the process-wide default runner ---------------------------------------------------
+
+_default: ThreadPoolTaskRunner | None = None
+_default_lock = threading.Lock()
+
+
+def default_runner() -> ThreadPoolTaskRunner:
+    """The runner used by `.submit()` outside any flow or `with runner:` block.
+
+    Started on first use; at interpreter exit it waits for its runs, then stops.
+    """
+    runner = _default
+    if runner is not None:
+        return runner
+    with _default_lock:
+        if _default is None:
+            _create_default()
+        assert _default is not None
+        return _default
+
+
+def _create_default() -> None:
+    global _default
+    runner = ThreadPoolTaskRunner()
+    runner._thread_name = "asyncflow-default"
+    runner._track_failures = False  # process-wide: would grow for ever
+    runner._start_resources()
+    runner._started = True
+    _default = runner
+
+
+def _shutdown_default() -> None:
+    global _default
+    with _default_lock:
+        runner, _default = _default, None
+    try:
+        if runner is not None:
+            runner._started = False
+            while runs := runner._pending_runs():
+                for run in runs:
+                    run.future._wait(None)
+            runner._stop_resources()
+    finally:
+        _portal.stop()
+
+
+def _after_fork_in_child() -> None:
+    global _default, _default_lock
+    _default = None
+    _default_lock = threading.Lock()
+
+
+# Runs before non-daemon threads are joined at exit, like concurrent.futures' pools.
+threading._register_atexit(_shutdown_default)  # type: ignore[attr-defined]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,27 @@
+"""Every error asyncflow raises (a task's own exceptions are re-raised unchanged)."""
+
+from ._core._exceptions import (
+    AsyncflowError,
+    CircularDependency,
+    MappingLengthMismatch,
+    MappingMissingIterable,
+    RunnerNotStarted,
+    TaskCancelled,
+    TaskCrashed,
+    TaskTimeout,
+    UpstreamFailed,
+    WouldDeadlock,
+)
+
+__all__ = (
+    "AsyncflowError",
+    "CircularDependency",
+    "MappingLengthMismatch",
+    "MappingMissingIterable",
+    "RunnerNotStarted",
+    "TaskCancelled",
+    "TaskCrashed",
+    "TaskTimeout",
+    "UpstreamFailed",
+    "WouldDeadlock",
+)

@@ -1,0 +1,12 @@
+"""Futures: `TaskFuture`, `FutureList`, and `wait` / `as_completed` for both worlds.
+
+>>> fut = double.submit(2)           # doctest: +SKIP
+>>> fut.result()                     # sync
+>>> await fut                        # async
+>>> done, not_done = wait([fut])     # sync;  `await wait([fut])` in async code
+"""
+
+from ._core._future import FutureList, TaskFuture
+from ._core._waiting import DoneAndNotDone, as_completed, wait
+
+__all__ = ("DoneAndNotDone", "FutureList", "TaskFuture", "as_completed", "wait")
