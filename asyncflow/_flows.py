@@ -71,7 +71,7 @@ class Flow(Generic[P, R]):
         self.task_runner = task_runner
         self.is_async = is_async_callable(fn)
         self._signature = inspect.signature(fn)
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]  # copies __doc__ etc.
+        functools.update_wrapper(self, fn)  # copies __doc__, __module__, __wrapped__...
 
     def __repr__(self) -> str:
         return f"<Flow {self.name!r}>"

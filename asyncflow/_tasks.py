@@ -112,7 +112,7 @@ class Task(TaskSpec, Generic[P, R]):
             inspect.Parameter.KEYWORD_ONLY,
         } and not any(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values())
         self._names = tuple(params)
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]  # copies __doc__ etc.
+        functools.update_wrapper(self, fn)  # copies __doc__, __module__, __wrapped__...
 
     def __repr__(self) -> str:
         return f"<Task {self.name!r} ({'async' if self.is_async else 'sync'})>"
@@ -146,10 +146,11 @@ class Task(TaskSpec, Generic[P, R]):
             raise TypeError(f"task {self.name!r}: {exc}") from None
 
     def _invoke(self, parameters: dict[str, Any]) -> Any:
+        fn: Callable[..., Any] = self.fn
         if self._simple:
-            return self.fn(**parameters)
-        bound = inspect.BoundArguments(self._signature, parameters)  # type: ignore[arg-type]
-        return self.fn(*bound.args, **bound.kwargs)
+            return fn(**parameters)
+        bound = inspect.BoundArguments(self._signature, parameters)  # type: ignore[arg-type, unused-ignore]  # typeshed (some versions) wants an OrderedDict
+        return fn(*bound.args, **bound.kwargs)
 
     # ---- direct call -------------------------------------------------------------------
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:

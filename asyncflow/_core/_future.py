@@ -232,7 +232,7 @@ class TaskFuture(Generic[R]):
         self._check_can_block()
         waiter = _Waiter()
         with LOCK:
-            if self._state._final:
+            if self.done():  # re-checked under the lock: it may have finished meanwhile
                 return True
             if self._callbacks is None:
                 self._callbacks = [waiter]
@@ -262,7 +262,7 @@ class TaskFuture(Generic[R]):
         with LOCK:
             if self._state._final:
                 return False
-            self._state = State(StateType.RUNNING, attempts=attempts)
+            self._state = State(_RUNNING, None, None, attempts=attempts)
             return True
 
     def _set_state(self, state: State) -> None:
@@ -334,6 +334,9 @@ def finalize_locked(
     cbs = fut._callbacks
     fut._callbacks = None
     return cbs
+
+
+_RUNNING = StateType.RUNNING
 
 
 class FutureList(list[TaskFuture[R]]):

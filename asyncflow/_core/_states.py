@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import enum
-import time
+from time import time as _now
 
 __all__ = ("State", "StateType")
 
@@ -23,18 +23,23 @@ class StateType(enum.Enum):
 
 
 _DEFAULT_NAMES = {
-    StateType.PENDING: "Pending",
-    StateType.RUNNING: "Running",
-    StateType.COMPLETED: "Completed",
-    StateType.FAILED: "Failed",
-    StateType.CANCELLED: "Cancelled",
-    StateType.CRASHED: "Crashed",
+    "PENDING": "Pending",
+    "RUNNING": "Running",
+    "COMPLETED": "Completed",
+    "FAILED": "Failed",
+    "CANCELLED": "Cancelled",
+    "CRASHED": "Crashed",
 }
-_FINAL_TYPES = frozenset(
-    {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
-)
+_FINAL_TYPES = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
+# Facts per member, stored on the member: hashing an Enum runs Python code, and
+# State() is built twice per task run.
+for _member in StateType:
+    _member._label = _DEFAULT_NAMES[_member.name]  # type: ignore[attr-defined]
+    _member._final = _member.name in _FINAL_TYPES  # type: ignore[attr-defined]
+del _member
+
 # Pending-typed states that are nevertheless final: the run will never start.
-_FINAL_PENDING_NAMES = frozenset({"NotReady"})
+_FINAL_PENDING_NAMES = ("NotReady",)
 
 
 class State:
@@ -62,11 +67,15 @@ class State:
         attempts: int = 0,
     ) -> None:
         self.type = type
-        self.name = _DEFAULT_NAMES[type] if name is None else name
         self.message = message
-        self.timestamp = time.time() if timestamp is None else timestamp
+        self.timestamp = _now() if timestamp is None else timestamp
         self.attempts = attempts
-        self._final = type in _FINAL_TYPES or self.name in _FINAL_PENDING_NAMES
+        if name is None:
+            self.name = type._label  # type: ignore[attr-defined]
+            self._final: bool = type._final  # type: ignore[attr-defined]
+        else:
+            self.name = name
+            self._final = type._final or name in _FINAL_PENDING_NAMES  # type: ignore[attr-defined]
 
     def is_pending(self) -> bool:
         return self.type is StateType.PENDING

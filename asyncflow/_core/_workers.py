@@ -57,7 +57,7 @@ class WorkerPool:
 
     def drain(self) -> list[Any]:
         """Remove and return the arguments of every queued item not yet started."""
-        out = []
+        out: list[Any] = []
         while True:
             try:
                 item = self._queue.get_nowait()

@@ -16,7 +16,6 @@ import abc
 import asyncio
 import contextvars
 import logging
-import threading
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
@@ -40,6 +39,8 @@ __all__ = (
 logger = logging.getLogger("asyncflow")
 R = TypeVar("R")
 Self_ = TypeVar("Self_", bound="TaskRunner")
+
+_REPORTED = (StateType.FAILED, StateType.CRASHED)
 
 _entered: contextvars.ContextVar[TaskRunner | None] = contextvars.ContextVar(
     "asyncflow_runner", default=None
@@ -129,7 +130,6 @@ class TaskRunner(abc.ABC):
 
     def __init__(self) -> None:
         self._started = False
-        self._lock = threading.Lock()
         self._inflight: set[_engine.Run] = set()
         self._failed: list[TaskFuture[Any]] = []
         self._track_failures = True
@@ -161,11 +161,11 @@ class TaskRunner(abc.ABC):
         return False
 
     def release_run(self, run: _engine.Run) -> None:
-        fut = run.future
-        with self._lock:
-            self._inflight.discard(run)
-            if self._track_failures and fut._state.type in (StateType.FAILED, StateType.CRASHED):
-                self._failed.append(fut)
+        # set.add/discard and list.append are atomic (the GIL, or per-object locks on
+        # free-threaded builds): no runner lock on this per-task path.
+        self._inflight.discard(run)
+        if self._track_failures and run.future._state.type in _REPORTED:
+            self._failed.append(run.future)
 
     # ---- submission --------------------------------------------------------------------
     def submit(
@@ -197,8 +197,7 @@ class TaskRunner(abc.ABC):
         for fut, _ in upstreams:
             _check_not_circular(fut, task.name)
         run = new_run(self, task, params, rebuild, self._async_loop() if task.is_async else None)
-        with self._lock:
-            self._inflight.add(run)
+        self._inflight.add(run)
         try:
             _engine.submit(run, upstreams)
         except BaseException as exc:
@@ -230,16 +229,15 @@ class TaskRunner(abc.ABC):
 
         Returns how many were cancelled.
         """
-        with self._lock:
-            runs = list(self._inflight)
+        runs = self._pending_runs()
         return sum(
             1 for run in runs if run.future._state.type is StateType.PENDING and run.cancel()
         )
 
     def _cancel_running_async(self) -> None:
-        with self._lock:
-            runs = [r for r in self._inflight if r.task is not None]
-        for run in runs:
+        for run in self._pending_runs():
+            if run.task is None:
+                continue
             run.cancel()
 
     def _async_loop(self) -> asyncio.AbstractEventLoop:
@@ -266,8 +264,7 @@ class TaskRunner(abc.ABC):
             self._report_failures()
 
     def _report_failures(self) -> None:
-        with self._lock:
-            failed, self._failed = self._failed, []
+        failed, self._failed = self._failed, []
         for fut in failed:
             if not fut._observed:
                 logger.error(
@@ -278,8 +275,7 @@ class TaskRunner(abc.ABC):
                 )
 
     def _pending_runs(self) -> list[_engine.Run]:
-        with self._lock:
-            return list(self._inflight)
+        return list(self._inflight)
 
     def __enter__(self: Self_) -> Self_:
         self._enter(None)
