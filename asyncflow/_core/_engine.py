@@ -25,7 +25,20 @@ from ._future import LOCK, TaskFuture, finalize_locked, run_callbacks
 from ._resolver import Outcome, Resolver, Skip, Start, Upstream
 from ._states import State, StateType
 
-__all__ = ("Run", "RunOwner", "cancel", "complete", "execute_async", "execute_sync", "submit")
+__all__ = (
+    "Run",
+    "RunOwner",
+    "cancel",
+    "cancelled",
+    "complete",
+    "crashed",
+    "execute_async",
+    "execute_sync",
+    "failure_state",
+    "retry_delay",
+    "start_on_loop",
+    "submit",
+)
 
 logger = logging.getLogger("asyncflow")
 _get_running_loop = asyncio._get_running_loop
@@ -238,13 +251,13 @@ def _call_in_run(run: Run) -> Any:
     return run.invoke()
 
 
-def _failure_state(exc: BaseException, attempts: int) -> State:
+def failure_state(exc: BaseException, attempts: int) -> State:
     if isinstance(exc, Exception):
         return State(StateType.FAILED, message=f"{type(exc).__name__}: {exc}", attempts=attempts)
     return State(StateType.CRASHED, message=f"{type(exc).__name__}: {exc}", attempts=attempts)
 
 
-def _retry_delay(run: Run, exc: BaseException, attempt: int) -> float | None:
+def retry_delay(run: Run, exc: BaseException, attempt: int) -> float | None:
     """Seconds to wait before another attempt, or None to give up (sync and async)."""
     if not isinstance(exc, Exception) or attempt > run.retries:
         return None
@@ -264,9 +277,9 @@ def execute_sync(run: Run) -> None:
         try:
             value = run.context.run(_call_in_run, run)
         except BaseException as exc:
-            delay = _retry_delay(run, exc, attempt)
+            delay = retry_delay(run, exc, attempt)
             if delay is None:
-                complete(run, _failure_state(exc, attempt), None, exc)
+                complete(run, failure_state(exc, attempt), None, exc)
                 return
             if delay:
                 time.sleep(delay)
@@ -297,9 +310,9 @@ async def execute_async(run: Run) -> None:
                 cancelled(run)
                 raise
             except BaseException as exc:
-                delay = _retry_delay(run, exc, attempt)
+                delay = retry_delay(run, exc, attempt)
                 if delay is None:
-                    complete(run, _failure_state(exc, attempt), None, exc)
+                    complete(run, failure_state(exc, attempt), None, exc)
                     return
                 await asyncio.sleep(delay)
                 attempt += 1

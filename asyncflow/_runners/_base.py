@@ -28,6 +28,7 @@ from .._core._future import FutureList, Suspend, TaskFuture
 from .._core._states import StateType
 
 __all__ = (
+    "Call",
     "TaskRunner",
     "TaskSpec",
     "current_runner",
@@ -60,7 +61,7 @@ class TaskSpec(abc.ABC):
         """Call the function with these (resolved) parameters."""
 
 
-class _Call:
+class Call:
     """The zero-argument callable a `Run` invokes: resolves arguments, then calls."""
 
     __slots__ = ("parameters", "rebuild", "task")
@@ -70,11 +71,14 @@ class _Call:
         self.parameters = parameters
         self.rebuild = rebuild
 
-    def __call__(self) -> Any:
-        params = self.parameters
+    def resolved_parameters(self) -> dict[str, Any]:
+        """Parameters with upstream futures replaced by their results (all are final)."""
         if self.rebuild:
-            params = {k: resolve(v) for k, v in params.items()}
-        return self.task._invoke(params)
+            return {k: resolve(v) for k, v in self.parameters.items()}
+        return self.parameters
+
+    def __call__(self) -> Any:
+        return self.task._invoke(self.resolved_parameters())
 
 
 def new_run(
@@ -86,7 +90,7 @@ def new_run(
 ) -> _engine.Run:
     return _engine.Run(
         TaskFuture(task.name),
-        _Call(task, parameters, rebuild),
+        Call(task, parameters, rebuild),
         task.is_async,
         owner,
         contextvars.copy_context(),
