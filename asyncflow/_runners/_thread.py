@@ -20,7 +20,7 @@ from .._core._workers import WorkerPool
 from ..settings import get_settings
 from ._base import TaskRunner
 
-__all__ = ("ThreadPoolTaskRunner", "default_runner")
+__all__ = ("ThreadPoolTaskRunner", "default_runner", "install_default_runner")
 
 
 def _default_max_workers() -> int:
@@ -81,14 +81,27 @@ class ThreadPoolTaskRunner(TaskRunner):
 
 _default: ThreadPoolTaskRunner | None = None
 _default_lock = threading.Lock()
+# A started runner an application installed as the default (e.g. in a web server's
+# lifespan, so request handlers share it); takes precedence over `_default`.
+_installed: TaskRunner | None = None
 
 
-def default_runner() -> ThreadPoolTaskRunner:
+def install_default_runner(runner: TaskRunner | None) -> TaskRunner | None:
+    """Make a started `runner` the default for `.submit()` outside flows; None restores
+    the built-in default. Returns the previously installed runner."""
+    global _installed
+    if runner is not None and not runner._started:
+        raise RuntimeError(f"{runner.name} must be started before it is installed as default")
+    previous, _installed = _installed, runner
+    return previous
+
+
+def default_runner() -> TaskRunner:
     """The runner used by `.submit()` outside any flow or `with runner:` block.
 
     Started on first use; at interpreter exit it waits for its runs, then stops.
     """
-    runner = _default
+    runner: TaskRunner | None = _installed or _default
     if runner is not None:
         return runner
     with _default_lock:
@@ -124,8 +137,8 @@ def _shutdown_default() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _default, _default_lock
-    _default = None
+    global _default, _default_lock, _installed
+    _default = _installed = None
     _default_lock = threading.Lock()
 
 
