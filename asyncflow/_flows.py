@@ -14,23 +14,31 @@ the error propagates. Futures in the return value are resolved.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
-from collections.abc import Callable, Coroutine
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Generic, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec
 
 from ._arguments import find_upstreams, resolve
+from ._core._exceptions import TaskTimeout
 from ._core._future import Suspend, TaskFuture
+from ._core._policy import validate_seconds
+from ._core._states import State, StateType
 from ._runners._base import TaskRunner
 from ._runners._thread import ThreadPoolTaskRunner
-from ._tasks import is_async_callable
+from ._tasks import check_hooks, is_async_callable
 
 __all__ = ("Flow", "flow")
 
 P = ParamSpec("P")
 R = TypeVar("R")
+logger = logging.getLogger("asyncflow")
+FlowHook = Callable[[Any, State], object]
 
 
 def _return_futures(value: Any) -> list[TaskFuture[Any]]:
@@ -55,9 +63,15 @@ class Flow(Generic[P, R]):
         name: str | None = None,
         description: str | None = None,
         task_runner: TaskRunner | None = None,
+        timeout_seconds: float | None = None,
+        on_completion: Sequence[FlowHook] | None = None,
+        on_failure: Sequence[FlowHook] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@flow expects a function, got {type(fn).__name__}: {fn!r}")
+        self.timeout_seconds = validate_seconds("timeout_seconds", timeout_seconds)
+        self.on_completion: list[FlowHook] = check_hooks("on_completion", on_completion)
+        self.on_failure: list[FlowHook] = check_hooks("on_failure", on_failure)
         if name is not None and (not isinstance(name, str) or not name):
             raise TypeError(f"flow name must be a non-empty string, got {name!r}")
         if task_runner is not None and not isinstance(task_runner, TaskRunner):
@@ -76,19 +90,42 @@ class Flow(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<Flow {self.name!r}>"
 
-    def with_options(
-        self,
-        *,
-        name: str | None = None,
-        description: str | None = None,
-        task_runner: TaskRunner | None = None,
-    ) -> Flow[P, R]:
-        return Flow(
-            self.fn,
-            name=name or self.name,
-            description=description if description is not None else self.description,
-            task_runner=task_runner if task_runner is not None else self.task_runner,
-        )
+    def with_options(self, **options: Any) -> Flow[P, R]:
+        """A copy of this flow with some options changed (same names as `@flow`)."""
+        current = {
+            "name": self.name,
+            "description": self.description,
+            "task_runner": self.task_runner,
+            "timeout_seconds": self.timeout_seconds,
+            "on_completion": self.on_completion,
+            "on_failure": self.on_failure,
+        }
+        unknown = set(options) - set(current)
+        if unknown:
+            raise TypeError(f"flow {self.name!r}: unknown option(s) {sorted(unknown)}")
+        return Flow(self.fn, **{**current, **options})
+
+    def _finish(self, exc: BaseException | None) -> None:
+        """Call the state hooks with the flow's final state."""
+        if not (self.on_completion or self.on_failure):
+            return
+        if exc is None:
+            state, hooks = State(StateType.COMPLETED), self.on_completion
+        else:
+            name = "TimedOut" if isinstance(exc, TaskTimeout) else None
+            kind = StateType.FAILED if isinstance(exc, Exception) else StateType.CRASHED
+            if isinstance(exc, asyncio.CancelledError):
+                kind = StateType.CANCELLED
+            state = State(kind, name, f"{type(exc).__name__}: {exc}")
+            hooks = self.on_failure
+        for hook in hooks:
+            try:
+                hook(self, state)
+            except Exception:
+                logger.exception("hook %r of flow %r raised", hook, self.name)
+
+    def _timeout_error(self) -> TaskTimeout:
+        return TaskTimeout(f"flow {self.name!r} exceeded its timeout of {self.timeout_seconds} s")
 
     def _new_runner(self) -> TaskRunner:
         template = self.task_runner if self.task_runner is not None else ThreadPoolTaskRunner()
@@ -101,14 +138,61 @@ class Flow(Generic[P, R]):
             raise TypeError(f"flow {self.name!r}: {exc}") from None
         if self.is_async:
             return cast("R", self._call_async(args, kwargs))
-        with self._new_runner():
-            value = self.fn(*args, **kwargs)
-            futures = _return_futures(value)
-            for fut in futures:
-                fut._wait(None)
-            return cast("R", _resolve_return(value, futures))
+        try:
+            value = self._call_sync(args, kwargs)
+        except BaseException as exc:
+            self._finish(exc)
+            raise
+        self._finish(None)
+        return cast("R", value)
+
+    def _call_sync(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        timed_out = threading.Event()
+        with self._new_runner() as runner:
+            timer = None
+            if self.timeout_seconds is not None:
+                timer = threading.Timer(
+                    self.timeout_seconds, _expire_flow, (runner, timed_out, self.timeout_seconds)
+                )
+                timer.name = "asyncflow-flow-timeout"
+                timer.daemon = True
+                timer.start()
+            try:
+                value = self.fn(*args, **kwargs)
+                futures = _return_futures(value)
+                for fut in futures:
+                    fut._wait(None)
+                result = _resolve_return(value, futures)
+            except Exception as exc:
+                if timed_out.is_set():
+                    raise self._timeout_error() from exc
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                    timer.join()
+        if timed_out.is_set():
+            raise self._timeout_error()
+        return result
 
     async def _call_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        try:
+            if self.timeout_seconds is None:
+                value = await self._run_async(args, kwargs)
+            else:
+                try:
+                    value = await asyncio.wait_for(
+                        self._run_async(args, kwargs), self.timeout_seconds
+                    )
+                except asyncio.TimeoutError as exc:  # TimeoutError's alias from 3.11 on
+                    raise self._timeout_error() from exc
+        except BaseException as exc:
+            self._finish(exc)
+            raise
+        self._finish(None)
+        return value
+
+    async def _run_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         async with self._new_runner():
             value = await cast("Callable[..., Coroutine[Any, Any, Any]]", self.fn)(*args, **kwargs)
             futures = _return_futures(value)
@@ -116,6 +200,11 @@ class Flow(Generic[P, R]):
                 fut._check_not_self()
                 await Suspend(fut)
             return _resolve_return(value, futures)
+
+
+def _expire_flow(runner: TaskRunner, flag: threading.Event, seconds: float) -> None:
+    flag.set()
+    runner.time_out_all(seconds)
 
 
 @overload
@@ -128,27 +217,29 @@ def flow(
     name: str | None = None,
     description: str | None = None,
     task_runner: TaskRunner | None = None,
+    timeout_seconds: float | None = None,
+    on_completion: Sequence[FlowHook] | None = None,
+    on_failure: Sequence[FlowHook] | None = None,
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
 
 def flow(
-    __fn: Callable[P, R] | None = None,
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    task_runner: TaskRunner | None = None,
+    __fn: Callable[P, R] | None = None, **options: Any
 ) -> Flow[P, R] | Callable[[Callable[P, R]], Flow[P, R]]:
-    """Decorate a function (sync or async) as a flow.
+    """Decorate a function (sync or async) as a flow; options are validated now.
 
-    @flow(task_runner=ThreadPoolTaskRunner(max_workers=8))
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=8), timeout_seconds=60)
     def etl() -> None: ...
     """
     if __fn is not None:
-        return Flow(__fn, name=name, description=description, task_runner=task_runner)
-    if task_runner is not None and not isinstance(task_runner, TaskRunner):
-        raise TypeError(f"task_runner must be a TaskRunner instance, got {task_runner!r}")
+        return Flow(__fn, **options)
+    Flow(_probe, **options)  # validate the options at decoration time
 
     def decorator(fn: Callable[P, R]) -> Flow[P, R]:
-        return Flow(fn, name=name, description=description, task_runner=task_runner)
+        return Flow(fn, **options)
 
     return decorator
+
+
+def _probe() -> None:
+    """Stand-in function used to validate `@flow(...)` options before the function."""

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Coroutine, Iterable
+import logging
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Generic, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec
@@ -26,15 +27,19 @@ from typing_extensions import ParamSpec
 from ._arguments import find_upstreams, raise_if_upstream_failed
 from ._core import _engine
 from ._core._future import FutureList, Suspend, TaskFuture
+from ._core._policy import ConcurrencyLimit, RetryPolicy, validate_delay, validate_seconds
+from ._core._states import State
 from ._runners._base import TaskSpec, current_runner, new_run, wait_for_upstreams
 
-__all__ = ("Task", "is_async_callable", "task")
+__all__ = ("Task", "check_hooks", "is_async_callable", "task")
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
 _RESERVED = "wait_for"
+logger = logging.getLogger("asyncflow")
+StateHook = Callable[[Any, State], object]
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -59,17 +64,48 @@ def _callable_name(fn: Callable[..., Any]) -> str:
     return name if isinstance(name, str) else type(fn).__name__
 
 
-def _validate_options(name: Any, retries: Any, retry_delay_seconds: Any) -> None:
+_UNSET: Any = object()
+
+
+def check_hooks(what: str, hooks: Any) -> list[Callable[..., object]]:
+    if hooks is None:
+        return []
+    if callable(hooks):
+        hooks = [hooks]
+    if not isinstance(hooks, (list, tuple)):
+        raise TypeError(f"{what} must be a list of callables, got {hooks!r}")
+    for hook in hooks:
+        if not callable(hook):
+            raise TypeError(f"{what} must contain callables, got {type(hook).__name__}: {hook!r}")
+    return list(hooks)
+
+
+def validate_task_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Check every option now (decoration time) and normalise it; raise clearly."""
+    name = options.get("name")
     if name is not None and (not isinstance(name, str) or not name):
         raise TypeError(f"task name must be a non-empty string, got {name!r}")
+    retries = options.get("retries", 0)
     if isinstance(retries, bool) or not isinstance(retries, int):
         raise TypeError(f"retries must be an int, got {retries!r}")
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
-    if isinstance(retry_delay_seconds, bool) or not isinstance(retry_delay_seconds, (int, float)):
-        raise TypeError(f"retry_delay_seconds must be a number, got {retry_delay_seconds!r}")
-    if retry_delay_seconds < 0:
-        raise ValueError(f"retry_delay_seconds must be >= 0, got {retry_delay_seconds}")
+    options["retry_delay_seconds"] = validate_delay(options.get("retry_delay_seconds", 0))
+    options["retry_jitter_factor"] = validate_seconds(
+        "retry_jitter_factor", options.get("retry_jitter_factor")
+    )
+    condition = options.get("retry_condition_fn")
+    if condition is not None and not callable(condition):
+        raise TypeError(f"retry_condition_fn must be callable, got {condition!r}")
+    options["timeout_seconds"] = validate_seconds("timeout_seconds", options.get("timeout_seconds"))
+    limit = options.get("max_concurrency")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+        raise TypeError(f"max_concurrency must be an int or None, got {limit!r}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"max_concurrency must be >= 1, got {limit}")
+    options["on_completion"] = check_hooks("on_completion", options.get("on_completion"))
+    options["on_failure"] = check_hooks("on_failure", options.get("on_failure"))
+    return options
 
 
 class Task(TaskSpec, Generic[P, R]):
@@ -82,16 +118,53 @@ class Task(TaskSpec, Generic[P, R]):
         name: str | None = None,
         description: str | None = None,
         retries: int = 0,
-        retry_delay_seconds: float = 0,
+        retry_delay_seconds: float | Sequence[float] | Callable[[int], float] = 0,
+        retry_jitter_factor: float | None = None,
+        retry_condition_fn: Callable[[Task[Any, Any], BaseException], bool] | None = None,
+        timeout_seconds: float | None = None,
+        max_concurrency: int | None = None,
+        on_completion: Sequence[StateHook] | None = None,
+        on_failure: Sequence[StateHook] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@task expects a function, got {type(fn).__name__}: {fn!r}")
-        _validate_options(name, retries, retry_delay_seconds)
+        opts = validate_task_options(
+            {
+                "name": name,
+                "description": description,
+                "retries": retries,
+                "retry_delay_seconds": retry_delay_seconds,
+                "retry_jitter_factor": retry_jitter_factor,
+                "retry_condition_fn": retry_condition_fn,
+                "timeout_seconds": timeout_seconds,
+                "max_concurrency": max_concurrency,
+                "on_completion": on_completion,
+                "on_failure": on_failure,
+            }
+        )
+        self._options = opts
         self.fn = fn
         self.name = name or _callable_name(fn)
         self.description = description if description is not None else inspect.getdoc(fn)
-        self.retries = retries
-        self.retry_delay_seconds = retry_delay_seconds
+        self.retries: int = retries
+        self.retry_delay_seconds = opts["retry_delay_seconds"]
+        self.timeout_seconds: float | None = opts["timeout_seconds"]
+        self.max_concurrency = max_concurrency
+        self.on_completion: list[StateHook] = opts["on_completion"]
+        self.on_failure: list[StateHook] = opts["on_failure"]
+        # Policy objects are built once per task, not per run.
+        self._policy = (
+            RetryPolicy(
+                retries,
+                opts["retry_delay_seconds"],
+                opts["retry_jitter_factor"],
+                None if retry_condition_fn is None else functools.partial(retry_condition_fn, self),
+            )
+            if retries
+            else None
+        )
+        self._limit = ConcurrencyLimit(max_concurrency) if max_concurrency else None
+        self._on_final = self._run_hooks if (self.on_completion or self.on_failure) else None
         self.is_async = is_async_callable(fn)
         try:
             self._signature = inspect.signature(fn)
@@ -103,38 +176,40 @@ class Task(TaskSpec, Generic[P, R]):
                 f"task {self.name!r}: a parameter named {_RESERVED!r} is reserved by asyncflow "
                 f"(it orders runs without passing data); rename the parameter"
             )
-        kinds = {p.kind for p in params.values()}
-        # Simple signatures (no positional-only, *args, **kwargs) are called with
+        # Simple signatures (only positional-or-keyword parameters) are called with
         # `fn(**parameters)` and bound without `inspect.Signature.bind` when all
         # arguments are positional: the hot path of `.submit()`.
-        self._simple = kinds <= {
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
-            inspect.Parameter.KEYWORD_ONLY,
-        } and not any(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values())
+        self._simple = all(
+            p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params.values()
+        )
         self._names = tuple(params)
         functools.update_wrapper(self, fn)  # copies __doc__, __module__, __wrapped__...
 
     def __repr__(self) -> str:
         return f"<Task {self.name!r} ({'async' if self.is_async else 'sync'})>"
 
-    def with_options(
-        self,
-        *,
-        name: str | None = None,
-        description: str | None = None,
-        retries: int | None = None,
-        retry_delay_seconds: float | None = None,
-    ) -> Task[P, R]:
-        """A copy of this task with some options changed."""
-        return Task(
-            self.fn,
-            name=self.name if name is None else name,
-            description=self.description if description is None else description,
-            retries=self.retries if retries is None else retries,
-            retry_delay_seconds=(
-                self.retry_delay_seconds if retry_delay_seconds is None else retry_delay_seconds
-            ),
-        )
+    def with_options(self, **options: Any) -> Task[P, R]:
+        """A copy of this task with some options changed (same names as `@task`).
+
+        The copy has its own `max_concurrency` limit.
+        """
+        unknown = set(options) - set(self._options)
+        if unknown:
+            raise TypeError(f"task {self.name!r}: unknown option(s) {sorted(unknown)}")
+        merged = {**self._options, **options}
+        if "name" not in options:
+            merged["name"] = self.name
+        return Task(self.fn, **merged)
+
+    def _run_hooks(self, state: State) -> None:
+        hooks = self.on_completion if state.is_completed() else self.on_failure
+        if not state.is_completed() and state.name == "NotReady":
+            hooks = self.on_failure
+        for hook in hooks:
+            try:
+                hook(self, state)
+            except Exception:
+                logger.exception("hook %r of task %r raised", hook, self.name)
 
     # ---- binding and invoking ----------------------------------------------------------
     def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -233,43 +308,44 @@ def task(
     name: str | None = None,
     description: str | None = None,
     retries: int = 0,
-    retry_delay_seconds: float = 0,
+    retry_delay_seconds: float | Sequence[float] | Callable[[int], float] = 0,
+    retry_jitter_factor: float | None = None,
+    retry_condition_fn: Callable[[Task[Any, Any], BaseException], bool] | None = None,
+    timeout_seconds: float | None = None,
+    max_concurrency: int | None = None,
+    on_completion: Sequence[StateHook] | None = None,
+    on_failure: Sequence[StateHook] | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
 def task(
-    __fn: Callable[P, R] | None = None,
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    retries: int = 0,
-    retry_delay_seconds: float = 0,
+    __fn: Callable[P, R] | None = None, **options: Any
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Decorate a function (sync or async) as a task; options are validated now.
 
-    @task
-    def fetch(url: str) -> bytes: ...
+        @task
+        def fetch(url: str) -> bytes: ...
 
-    @task(retries=2, name="load")
-    async def load(key: str) -> dict: ...
+        @task(retries=2, retry_delay_seconds=[1, 5], timeout_seconds=30)
+        async def load(key: str) -> dict: ...
+
+    Options: `name`, `description`, `retries`, `retry_delay_seconds` (a number, a list
+    per attempt, or a callable of the attempt number), `retry_jitter_factor`,
+    `retry_condition_fn(task, exception) -> bool`, `timeout_seconds`,
+    `max_concurrency` (runs of this task at once, process-wide), `on_completion` /
+    `on_failure` (lists of `hook(task, state)`).
     """
     if __fn is not None:
-        return Task(
-            __fn,
-            name=name,
-            description=description,
-            retries=retries,
-            retry_delay_seconds=retry_delay_seconds,
-        )
-    _validate_options(name, retries, retry_delay_seconds)
+        return Task(__fn, **options)
+    unknown = set(options) - _OPTION_NAMES
+    if unknown:
+        raise TypeError(f"@task got unknown option(s) {sorted(unknown)}")
+    validate_task_options(dict(options))
 
     def decorator(fn: Callable[P, R]) -> Task[P, R]:
-        return Task(
-            fn,
-            name=name,
-            description=description,
-            retries=retries,
-            retry_delay_seconds=retry_delay_seconds,
-        )
+        return Task(fn, **options)
 
     return decorator
+
+
+_OPTION_NAMES = frozenset(inspect.signature(Task.__init__).parameters.keys() - {"self", "fn"})

@@ -19,9 +19,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from . import _portal
 from ._context import current_run
-from ._exceptions import TaskCancelled, TaskCrashed, UpstreamFailed
+from ._exceptions import TaskCancelled, TaskCrashed, TaskTimeout, UpstreamFailed
 from ._future import LOCK, TaskFuture, finalize_locked, run_callbacks
+from ._policy import ConcurrencyLimit, RetryPolicy
 from ._resolver import Outcome, Resolver, Skip, Start, Upstream
 from ._states import State, StateType
 
@@ -30,12 +32,16 @@ __all__ = (
     "RunOwner",
     "cancel",
     "cancelled",
+    "check_cancelled",
     "complete",
     "crashed",
     "execute_async",
     "execute_sync",
+    "expire",
     "failure_state",
+    "mark_running",
     "retry_delay",
+    "start",
     "start_on_loop",
     "submit",
 )
@@ -67,16 +73,21 @@ class Run:
     """
 
     __slots__ = (
+        "cancel_reason",
         "context",
         "future",
+        "holds_slot",
         "invoke",
         "is_async",
+        "limit",
         "loop",
+        "on_final",
         "owner",
         "parent",
-        "retries",
-        "retry_delay",
+        "policy",
         "task",
+        "timeout",
+        "timer",
     )
 
     def __init__(
@@ -87,12 +98,19 @@ class Run:
         owner: RunOwner,
         context: contextvars.Context,
         loop: asyncio.AbstractEventLoop | None = None,
-        retries: int = 0,
-        retry_delay: float = 0.0,
+        policy: RetryPolicy | None = None,
+        timeout: float | None = None,
+        limit: ConcurrencyLimit | None = None,
+        on_final: Callable[[State], object] | None = None,
     ) -> None:
         self.future = future
-        self.retries = retries
-        self.retry_delay = retry_delay
+        self.policy = policy
+        self.timeout = timeout
+        self.limit = limit
+        self.holds_slot = False
+        self.on_final = on_final
+        self.cancel_reason: str | None = None  # "timeout" / "cancelled": see check_cancelled
+        self.timer: asyncio.TimerHandle | None = None
         self.invoke = invoke
         self.is_async = is_async
         self.owner = owner
@@ -117,7 +135,7 @@ class Run:
 def submit(run: Run, upstreams: Iterable[tuple[TaskFuture[Any], bool]] = ()) -> None:
     """Start `run` once its upstream futures are final (`(future, allow_failure)` pairs)."""
     if not upstreams:
-        run.owner.start_run(run)
+        start(run)
         return
     fut = run.future
     wait_loop = None
@@ -148,10 +166,7 @@ def _dispatch(instructions: list[Start[TaskFuture[Any]] | Skip[TaskFuture[Any]]]
         if run is None:  # already final (cancelled by a racing caller)
             continue
         if isinstance(ins, Start):
-            try:
-                run.owner.start_run(run)
-            except BaseException as exc:
-                crashed(run, exc)
+            start(run)
         else:
             up = ins.upstream
             err = UpstreamFailed(
@@ -162,6 +177,33 @@ def _dispatch(instructions: list[Start[TaskFuture[Any]] | Skip[TaskFuture[Any]]]
             state = State(StateType.PENDING, "NotReady", str(err))
             # The resolver already propagated this skip; only the future is updated.
             _finish(run, state, None, err, notify_resolver=False)
+
+
+def start(run: Run) -> None:
+    """Hand a ready run to its owner, unless its task's concurrency limit is full."""
+    limit = run.limit
+    if limit is not None:
+        if not limit.acquire_or_park(run):
+            return  # parked: `_release_limit` starts it when a slot frees up
+        run.holds_slot = True
+    try:
+        run.owner.start_run(run)
+    except BaseException as exc:
+        crashed(run, exc)
+
+
+def _release_limit(limit: ConcurrencyLimit) -> None:
+    while (parked := limit.release()) is not None:
+        parked.holds_slot = True  # the slot passed straight to it
+        if parked.future._state._final:  # cancelled while parked: pass the slot on
+            parked.holds_slot = False
+            continue
+        else:
+            try:
+                parked.owner.start_run(parked)
+            except BaseException as exc:
+                crashed(parked, exc)
+            return
 
 
 # ---- completion ------------------------------------------------------------------------
@@ -185,13 +227,30 @@ def _finish(
         if notify_resolver and fut._has_dependents:
             outcome = Outcome.COMPLETED if state.type is StateType.COMPLETED else Outcome.FAILED
             instructions = _resolver.finish(fut, outcome)
+    _after_final(run, cbs, instructions)
+    return True
+
+
+def _after_final(run: Run, cbs: list[Any] | None, instructions: list[Any]) -> None:
+    """Everything that follows a final state, outside the lock."""
+    fut = run.future
+    if run.timer is not None:
+        _cancel_timer(run.timer)
     run_callbacks(fut, cbs)
+    if run.on_final is not None:
+        try:
+            run.on_final(fut._state)
+        except Exception:
+            logger.exception("a state hook of task %r raised", fut.name)
     try:
         run.owner.release_run(run)
     finally:
+        if run.holds_slot:
+            run.holds_slot = False
+            assert run.limit is not None
+            _release_limit(run.limit)
         if instructions:
             _dispatch(instructions)
-    return True
 
 
 def crashed(run: Run, exc: BaseException) -> None:
@@ -235,11 +294,7 @@ def cancel(run: Run) -> bool:
                 run.loop.call_soon_threadsafe(task.cancel)
             return True
         return run.owner.cancel_running(run)
-    run_callbacks(fut, cbs)
-    try:
-        run.owner.release_run(run)
-    finally:
-        _dispatch(instructions)
+    _after_final(run, cbs, instructions)
     return True
 
 
@@ -258,19 +313,67 @@ def failure_state(exc: BaseException, attempts: int) -> State:
 
 
 def retry_delay(run: Run, exc: BaseException, attempt: int) -> float | None:
-    """Seconds to wait before another attempt, or None to give up (sync and async)."""
-    if not isinstance(exc, Exception) or attempt > run.retries:
+    """Seconds to wait before another attempt, or None to give up (every runner)."""
+    policy = run.policy
+    if policy is None or run.cancel_reason is not None or not policy.should_retry(exc, attempt):
         return None
     run.future._set_state(
         State(StateType.RUNNING, "Retrying", f"{type(exc).__name__}: {exc}", attempts=attempt)
     )
-    return run.retry_delay
+    return policy.delay_for(attempt)
+
+
+def mark_running(run: Run, attempt: int = 1) -> bool:
+    """Set RUNNING (False if the run may not start) and arm a thread/process deadline."""
+    if not run.future._set_running(attempt):
+        return False
+    if attempt == 1 and run.timeout is not None and not run.is_async:
+        # A thread cannot be interrupted: at the deadline the future fails TimedOut and
+        # the owner is asked to stop the work (a process runner kills the worker).
+        loop = _portal.get_loop()
+        loop.call_soon_threadsafe(_arm_timer, run, loop)
+    return True
+
+
+def _arm_timer(run: Run, loop: asyncio.AbstractEventLoop) -> None:
+    if not run.future._state._final:
+        assert run.timeout is not None
+        run.timer = loop.call_later(run.timeout, expire, run)
+
+
+def _cancel_timer(timer: asyncio.TimerHandle) -> None:
+    loop = _portal.get_loop()
+    if _get_running_loop() is loop:
+        timer.cancel()
+    else:
+        loop.call_soon_threadsafe(timer.cancel)
+
+
+def _timeout_error(run: Run) -> TaskTimeout:
+    return TaskTimeout(f"task {run.future.name!r} exceeded its timeout of {run.timeout} s")
+
+
+def _timed_out_state(run: Run, attempt: int) -> State:
+    return State(StateType.FAILED, "TimedOut", f"timed out after {run.timeout} s", attempts=attempt)
+
+
+def expire(run: Run) -> None:
+    """The run's deadline passed: end it TimedOut and ask its owner to stop it."""
+    run.timer = None
+    state = run.future._state
+    if state._final:
+        return
+    run.cancel_reason = "timeout"
+    complete(run, _timed_out_state(run, state.attempts), None, _timeout_error(run))
+    try:
+        run.owner.cancel_running(run)
+    except Exception:
+        logger.exception("stopping timed-out task %r failed", run.future.name)
 
 
 def execute_sync(run: Run) -> None:
     """Run a sync task to its final state in this thread (a pool worker or the caller)."""
-    fut = run.future
-    if not fut._set_running():
+    if not mark_running(run):
         return  # cancelled while queued
     attempt = 1
     while True:
@@ -284,31 +387,46 @@ def execute_sync(run: Run) -> None:
             if delay:
                 time.sleep(delay)
             attempt += 1
-            if not fut._set_running(attempt):
+            if not mark_running(run, attempt):
                 return
         else:
             complete(run, State(StateType.COMPLETED, attempts=attempt), value, None)
             return
 
 
+def _expire_async(run: Run, task: asyncio.Task[Any]) -> None:
+    if not run.future._state._final:
+        run.cancel_reason = "timeout"
+        task.cancel()
+
+
 async def execute_async(run: Run) -> None:
     """Run an async task to its final state on the current loop.
 
     Called as the body of the run's own asyncio task (submitted runs) or awaited
-    inline (direct calls, which then re-raise cancellation to their caller).
+    inline (direct calls, which then re-raise cancellation to their caller). A
+    timeout cancels the task at the deadline and ends the run TimedOut.
     """
-    fut = run.future
-    if not fut._set_running():
+    if not mark_running(run):
         return
     token = current_run.set(run)
     attempt = 1
+    timer = None
+    task = asyncio.current_task()
+    if run.timeout is not None and task is not None:
+        timer = asyncio.get_running_loop().call_later(run.timeout, _expire_async, run, task)
     try:
         while True:
             try:
                 value = await run.invoke()
             except asyncio.CancelledError:
-                cancelled(run)
-                raise
+                if run.cancel_reason != "timeout":
+                    cancelled(run)
+                    raise
+                if task is not None and hasattr(task, "uncancel"):
+                    task.uncancel()  # our own cancellation, consumed here (3.11+)
+                complete(run, _timed_out_state(run, attempt), None, _timeout_error(run))
+                return
             except BaseException as exc:
                 delay = retry_delay(run, exc, attempt)
                 if delay is None:
@@ -316,13 +434,32 @@ async def execute_async(run: Run) -> None:
                     return
                 await asyncio.sleep(delay)
                 attempt += 1
-                if not fut._set_running(attempt):
+                if not mark_running(run, attempt):
                     return
             else:
-                complete(run, State(StateType.COMPLETED, attempts=attempt), value, None)
+                if run.cancel_reason == "timeout":  # the task swallowed our cancellation
+                    complete(run, _timed_out_state(run, attempt), None, _timeout_error(run))
+                else:
+                    complete(run, State(StateType.COMPLETED, attempts=attempt), value, None)
                 return
     finally:
+        if timer is not None:
+            timer.cancel()
         current_run.reset(token)
+
+
+def check_cancelled() -> None:
+    """Raise if the current task run timed out or was cancelled; else do nothing.
+
+    A running thread cannot be interrupted: long sync tasks call this now and then
+    to stop early once their deadline has passed.
+    """
+    run = current_run.get()
+    if run is None or run.cancel_reason is None:
+        return
+    if run.cancel_reason == "timeout":
+        raise _timeout_error(run)
+    raise TaskCancelled(f"task {run.future.name!r} was cancelled")
 
 
 async def _task_body(run: Run) -> None:

@@ -32,7 +32,7 @@ import enum
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeAlias, TypeVar, Union
+from typing import Generic, TypeAlias, TypeVar
 
 __all__ = ("CycleError", "Instruction", "Outcome", "Resolver", "Skip", "Start", "Upstream")
 
@@ -70,8 +70,7 @@ class Skip(Generic[K]):
     upstream: K
 
 
-# `Union` rather than `|`: a generic alias must stay subscriptable on 3.10.
-Instruction: TypeAlias = Union[Start[K], Skip[K]]  # noqa: UP007
+Instruction: TypeAlias = Start[K] | Skip[K]
 
 
 class CycleError(ValueError):

@@ -16,7 +16,7 @@ import abc
 import asyncio
 import contextvars
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -25,7 +25,8 @@ from .._core import _engine, _portal
 from .._core._context import current_run
 from .._core._exceptions import CircularDependency, RunnerNotStarted
 from .._core._future import FutureList, Suspend, TaskFuture
-from .._core._states import StateType
+from .._core._policy import ConcurrencyLimit, RetryPolicy
+from .._core._states import State, StateType
 
 __all__ = (
     "Call",
@@ -53,8 +54,10 @@ class TaskSpec(abc.ABC):
 
     name: str
     is_async: bool
-    retries: int = 0
-    retry_delay_seconds: float = 0
+    timeout_seconds: float | None = None
+    _policy: RetryPolicy | None = None
+    _limit: ConcurrencyLimit | None = None
+    _on_final: Callable[[State], object] | None = None
 
     @abc.abstractmethod
     def _invoke(self, parameters: dict[str, Any]) -> Any:
@@ -95,8 +98,10 @@ def new_run(
         owner,
         contextvars.copy_context(),
         loop,
-        task.retries,
-        task.retry_delay_seconds,
+        task._policy,
+        task.timeout_seconds,
+        task._limit,
+        task._on_final,
     )
 
 
@@ -137,6 +142,7 @@ class TaskRunner(abc.ABC):
         self._inflight: set[_engine.Run] = set()
         self._failed: list[TaskFuture[Any]] = []
         self._track_failures = True
+        self._abandoned = False  # set on Ctrl-C: do not wait for threads on the way out
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tokens: list[tuple[contextvars.Token[Any], contextvars.Token[Any]]] = []
 
@@ -292,6 +298,11 @@ class TaskRunner(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         try:
+            if exc_type is not None and not issubclass(exc_type, Exception):
+                # Ctrl-C / SystemExit: stop now. Runs still on threads are abandoned
+                # (their futures end Cancelled; daemon threads do not hold up exit).
+                self._abandon(f"interrupted by {exc_type.__name__}")
+                return
             if exc_type is not None:
                 self.cancel_all()
                 self._cancel_running_async()
@@ -300,6 +311,29 @@ class TaskRunner(abc.ABC):
                     run.future._wait(None)
         finally:
             self._leave()
+
+    def _abandon(self, reason: str) -> None:
+        self._abandoned = True
+        self.cancel_all()
+        self._cancel_running_async()
+        for run in self._pending_runs():
+            run.cancel_reason = "cancelled"
+            if self.cancel_running(run) is False:
+                _engine.cancelled(run, reason)
+
+    def time_out_all(self, seconds: float | None) -> None:
+        """A flow's deadline passed: cancel what has not started, cancel async runs, and
+        fail running thread/process runs TimedOut (asking the runner to stop them).
+        Threads that still run timed-out tasks are not joined on exit."""
+        self._abandoned = True
+        self.cancel_all()
+        for run in self._pending_runs():
+            run.timeout = seconds
+            if run.task is not None and run.loop is not None:
+                run.cancel_reason = "timeout"
+                run.loop.call_soon_threadsafe(run.task.cancel)
+            else:
+                _engine.expire(run)
 
     async def __aenter__(self: Self_) -> Self_:
         self._enter(asyncio.get_running_loop())

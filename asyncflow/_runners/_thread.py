@@ -63,7 +63,7 @@ class ThreadPoolTaskRunner(TaskRunner):
     def _stop_resources(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=not self._abandoned)
 
     def start_run(self, run: _engine.Run) -> None:
         if run.is_async:

@@ -1,0 +1,127 @@
+"""Execution policies of a run: retries (delays, jitter, condition), timeout, limits,
+and state hooks. Pure data plus decisions; the engine applies them the same way to
+thread, loop and process runs.
+
+    >>> p = RetryPolicy(retries=3, delay=[1, 2, 4], jitter=0.0)
+    >>> [p.delay_for(a) for a in (1, 2, 3)]
+    [1.0, 2.0, 4.0]
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ("ConcurrencyLimit", "RetryPolicy", "validate_delay", "validate_seconds")
+
+logger = logging.getLogger("asyncflow")
+
+Delay = float | Sequence[float] | Callable[[int], float]
+
+
+def validate_seconds(what: str, value: Any, *, allow_none: bool = True) -> float | None:
+    """A non-negative number of seconds (or None), else a clear TypeError/ValueError."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds, got {value!r}")
+    if value < 0 or value != value:  # negative or NaN
+        raise ValueError(f"{what} must be >= 0, got {value!r}")
+    return float(value)
+
+
+def validate_delay(value: Any) -> Delay:
+    if callable(value):
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError("retry_delay_seconds must not be an empty list")
+        return [
+            validate_seconds("retry_delay_seconds[]", v, allow_none=False) or 0.0 for v in value
+        ]
+    return validate_seconds("retry_delay_seconds", value, allow_none=False) or 0.0
+
+
+class RetryPolicy:
+    """When to retry a failed attempt, and how long to wait first."""
+
+    __slots__ = ("condition", "delay", "jitter", "retries")
+
+    def __init__(
+        self,
+        retries: int,
+        delay: Delay = 0.0,
+        jitter: float | None = None,
+        condition: Callable[[BaseException], bool] | None = None,
+    ) -> None:
+        self.retries = retries
+        self.delay = delay
+        self.jitter = jitter
+        self.condition = condition
+
+    def should_retry(self, exc: BaseException, attempt: int) -> bool:
+        if attempt > self.retries or not isinstance(exc, Exception):
+            return False
+        if self.condition is None:
+            return True
+        try:
+            return bool(self.condition(exc))
+        except Exception:
+            logger.exception("retry_condition_fn raised; not retrying")
+            return False
+
+    def delay_for(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        delay = self.delay
+        if callable(delay):
+            base = float(delay(attempt))
+        elif isinstance(delay, (int, float)):
+            base = float(delay)
+        else:
+            base = float(delay[min(attempt, len(delay)) - 1])
+        if self.jitter:
+            # Uniform in [base * (1 - j), base * (1 + j)]: spreads a thundering herd
+            # while keeping the average delay what the user asked for.
+            spread = base * self.jitter
+            base += (rng or random).uniform(-spread, spread)
+        return max(0.0, base)
+
+
+class ConcurrencyLimit:
+    """At most `limit` runs at once, across threads, loops and processes of the parent.
+
+    Runs that cannot start are parked in FIFO order and started as slots free up.
+    """
+
+    __slots__ = ("_active", "_lock", "_parked", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._active = 0
+        self._lock = threading.Lock()
+        self._parked: collections.deque[Any] = collections.deque()
+
+    def acquire_or_park(self, item: Any) -> bool:
+        """True if `item` may start now; else it is parked until `release` hands it out."""
+        with self._lock:
+            if self._active < self.limit:
+                self._active += 1
+                return True
+            self._parked.append(item)
+            return False
+
+    def release(self) -> Any | None:
+        """Free a slot; returns a parked item that now holds it (the caller starts it)."""
+        with self._lock:
+            if self._parked:
+                return self._parked.popleft()  # the slot passes straight to it
+            self._active -= 1
+            return None
+
+    @property
+    def active(self) -> int:
+        return self._active
