@@ -14,6 +14,7 @@ pipeline([1, 2, 3])   # [2, 4, 6]
 """
 
 from ._arguments import allow_failure, quote, unmapped
+from ._core._engine import check_cancelled
 from ._core._future import FutureList, TaskFuture
 from ._core._states import State
 from ._flows import Flow, flow
@@ -29,6 +30,7 @@ __all__ = (
     "TaskFuture",
     "__version__",
     "allow_failure",
+    "check_cancelled",
     "flow",
     "quote",
     "task",

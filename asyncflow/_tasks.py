@@ -30,6 +30,7 @@ from ._core._future import FutureList, Suspend, TaskFuture
 from ._core._policy import ConcurrencyLimit, RetryPolicy, validate_delay, validate_seconds
 from ._core._states import State
 from ._runners._base import TaskSpec, current_runner, new_run, wait_for_upstreams
+from ._streaming import MapIter
 
 __all__ = ("Task", "check_hooks", "is_async_callable", "task")
 
@@ -296,6 +297,40 @@ class Task(TaskSpec, Generic[P, R]):
         except TypeError as exc:
             raise TypeError(f"task {self.name!r}: {exc}") from None
         return current_runner().map(self, params, wait_for=wait_for)
+
+    @overload
+    def map_iter(
+        self: Task[P, Coroutine[Any, Any, T]],
+        *iterables: Iterable[Any],
+        max_concurrency: int = 64,
+        ordered: bool = True,
+        **static: Any,
+    ) -> MapIter[T]: ...
+
+    @overload
+    def map_iter(
+        self: Task[P, T],
+        *iterables: Iterable[Any],
+        max_concurrency: int = 64,
+        ordered: bool = True,
+        **static: Any,
+    ) -> MapIter[T]: ...
+
+    def map_iter(
+        self,
+        *iterables: Iterable[Any],
+        max_concurrency: int = 64,
+        ordered: bool = True,
+        **static: Any,
+    ) -> MapIter[Any]:
+        """Stream runs over (possibly huge or lazy) iterables with bounded concurrency.
+
+        Element i of each iterable becomes positional argument i of run i; keyword
+        arguments are passed to every run. At most `max_concurrency` runs are in
+        flight; iterate the result with `for` or `async for` to get the values, in
+        input order (or as they finish with `ordered=False`).
+        """
+        return MapIter(self, iterables, static, self._bind, max_concurrency, ordered)
 
 
 @overload

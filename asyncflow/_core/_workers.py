@@ -103,8 +103,9 @@ class WorkerPool:
             t = threading.Thread(
                 target=self._work, name=f"{self.name}-{next(self._ids)}", daemon=True
             )
+            # Started under the lock, so `shutdown` never sees a thread it cannot join.
+            t.start()
             self._threads.add(t)
-        t.start()
 
     def _surplus(self) -> bool:
         # Checked without the lock first: it is almost always False.
