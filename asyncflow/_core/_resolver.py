@@ -23,6 +23,12 @@ dependents of the finished key, in the order they were submitted; the dependents
 of a run skipped on the way are decided after that, in the order the skips were
 emitted (each level again in submission order).
 
+Contract with the caller: pass `Upstream(key, outcome=...)` for an upstream it knows
+is final; `outcome=None` makes the resolver wait for a later `finish(key, ...)`, which
+the resolver cannot check will come (it keeps no record of finished keys, so that
+nothing grows). `finish` for a key nobody waits for is a cheap no-op, so calling it for
+every run that ends, skipped ones included, is always safe.
+
 Not thread-safe: the engine serialises calls under its own lock.
 """
 
