@@ -175,8 +175,9 @@ def _dispatch(instructions: list[Start[TaskFuture[Any]] | Skip[TaskFuture[Any]]]
             )
             err.__cause__ = up._exception
             state = State(StateType.PENDING, "NotReady", str(err))
-            # The resolver already propagated this skip; only the future is updated.
-            _finish(run, state, None, err, notify_resolver=False)
+            # The resolver already propagated this skip to the runs it knew; telling it
+            # again releases any run that registered on this one in the meantime.
+            complete(run, state, None, err)
 
 
 def start(run: Run) -> None:
@@ -211,12 +212,6 @@ def _release_limit(limit: ConcurrencyLimit) -> None:
 
 def complete(run: Run, state: State, value: Any = None, exc: BaseException | None = None) -> bool:
     """Set `run`'s final state; wake or skip its dependents. False if already final."""
-    return _finish(run, state, value, exc, notify_resolver=True)
-
-
-def _finish(
-    run: Run, state: State, value: Any, exc: BaseException | None, *, notify_resolver: bool
-) -> bool:
     fut = run.future
     instructions: list[Any] = []
     with LOCK:
@@ -224,7 +219,7 @@ def _finish(
             return False
         fut._run = None
         cbs = finalize_locked(fut, state, value, exc)
-        if notify_resolver and fut._has_dependents:
+        if fut._has_dependents:
             outcome = Outcome.COMPLETED if state.type is StateType.COMPLETED else Outcome.FAILED
             instructions = _resolver.finish(fut, outcome)
     _after_final(run, cbs, instructions)
