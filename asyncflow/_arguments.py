@@ -11,8 +11,6 @@ passed through untouched (`identity(x) is x`).
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -127,7 +125,14 @@ def _collect(value: Any, allow: bool, found: Upstreams, seen: set[int]) -> bool:
 
 
 def _is_dataclass_instance(value: Any) -> bool:
-    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+    # What dataclasses.is_dataclass checks, without importing dataclasses at startup.
+    return hasattr(type(value), "__dataclass_fields__")
+
+
+def _dataclass_field_names(value: Any) -> list[str]:
+    from dataclasses import fields  # lazy: dataclass arguments are rare
+
+    return [f.name for f in fields(value)]
 
 
 def _children(value: Any) -> Iterable[Any]:
@@ -135,7 +140,7 @@ def _children(value: Any) -> Iterable[Any]:
         return value.values()
     if isinstance(value, (list, tuple, set, frozenset)):
         return value
-    return [getattr(value, f.name) for f in dataclasses.fields(value)]
+    return [getattr(value, name) for name in _dataclass_field_names(value)]
 
 
 def upstream_value(fut: TaskFuture[Any], allow: bool) -> Any:
@@ -196,11 +201,13 @@ def resolve(value: Any, allow: bool = False) -> Any:
             return value
         return _rebuild_sequence(value, items)
     if _is_dataclass_instance(value):
-        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        fields = {name: getattr(value, name) for name in _dataclass_field_names(value)}
         changed = {k: resolve(v, allow) for k, v in fields.items()}
         diff = {k: v for k, v in changed.items() if v is not fields[k]}
         if not diff:
             return value
+        import copy  # lazy: only dataclass arguments holding futures get here
+
         new = copy.copy(value)
         for k, v in diff.items():
             object.__setattr__(new, k, v)  # also works for frozen dataclasses

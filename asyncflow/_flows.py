@@ -20,9 +20,7 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Generic, TypeVar, cast, overload
-
-from typing_extensions import ParamSpec
+from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from ._arguments import find_upstreams, resolve
 from ._core._exceptions import TaskTimeout

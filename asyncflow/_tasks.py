@@ -20,9 +20,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import Any, Generic, TypeVar, cast, overload
-
-from typing_extensions import ParamSpec
+from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from ._arguments import find_upstreams, raise_if_upstream_failed
 from ._core import _engine

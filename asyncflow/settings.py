@@ -8,8 +8,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
+from typing import NamedTuple
 
 __all__ = ("Settings", "get_settings")
 
@@ -17,8 +17,7 @@ THREAD_POOL_MAX_WORKERS = "ASYNCFLOW_TASK_RUNNER_THREAD_POOL_MAX_WORKERS"
 PROCESS_POOL_MAX_WORKERS = "ASYNCFLOW_TASK_RUNNER_PROCESS_POOL_MAX_WORKERS"
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """A snapshot of asyncflow's settings (None: use the built-in default)."""
 
     thread_pool_max_workers: int | None = None

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import collections
 import logging
-import random
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import random
 
 __all__ = ("ConcurrencyLimit", "RetryPolicy", "validate_delay", "validate_seconds")
 
@@ -87,7 +89,11 @@ class RetryPolicy:
             # Uniform in [base * (1 - j), base * (1 + j)]: spreads a thundering herd
             # while keeping the average delay what the user asked for.
             spread = base * self.jitter
-            base += (rng or random).uniform(-spread, spread)
+            if rng is None:
+                import random  # only jittered retries pay for this import
+
+                rng = random.Random()
+            base += rng.uniform(-spread, spread)
         return max(0.0, base)
 
 
