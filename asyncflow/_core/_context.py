@@ -7,11 +7,25 @@ import contextvars
 import threading
 from typing import Any, Protocol
 
-__all__ = ("BlockingAware", "current_run", "enter_blocking", "exit_blocking", "set_worker_pool")
+__all__ = (
+    "BlockingAware",
+    "current_run",
+    "enter_blocking",
+    "exit_blocking",
+    "set_worker_pool",
+    "sync_scope",
+)
 
 # The engine `Run` executing in this context (None outside task code).
 current_run: contextvars.ContextVar[Any] = contextvars.ContextVar(
     "asyncflow_current_run", default=None
+)
+
+# True inside a sync scope (a sync flow, `with runner:`), even on a thread whose event
+# loop runs (a notebook): there, `wait(futures)` must block rather than return an
+# awaitable that sync code would never await.
+sync_scope: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "asyncflow_sync_scope", default=False
 )
 
 

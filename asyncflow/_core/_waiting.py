@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from typing import Any, NamedTuple
 
-from ._context import enter_blocking, exit_blocking
+from ._context import enter_blocking, exit_blocking, sync_scope
 from ._future import TaskFuture, check_timeout, iter_futures
 
 __all__ = ("AsCompleted", "DoneAndNotDone", "WaitCall", "as_completed", "wait")
@@ -109,8 +109,8 @@ def _set(waiter: asyncio.Future[None]) -> None:
 class WaitCall:
     """What `wait()` returns: unpack it in sync code, await it in async code.
 
-    Called where no event loop runs (plain sync code), it has already blocked, so a
-    bare `wait(futures)` waits, as in Prefect.
+    Called where no event loop runs (plain sync code), or in a sync flow, it has
+    already blocked, so a bare `wait(futures)` waits, as in Prefect.
     """
 
     __slots__ = ("_futures", "_result", "_timeout")
@@ -119,7 +119,7 @@ class WaitCall:
         self._futures = futures
         self._timeout = timeout
         self._result: DoneAndNotDone | None = None
-        if _get_running_loop() is None:
+        if _get_running_loop() is None or sync_scope.get():
             self._result = _wait_sync(futures, timeout)
 
     def _sync(self) -> DoneAndNotDone:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from .._arguments import allow_failure, expand_map, find_upstreams, resolve
 from .._core import _engine, _portal
-from .._core._context import current_run
+from .._core._context import current_run, sync_scope
 from .._core._exceptions import CircularDependency, RunnerNotStarted
 from .._core._future import FutureList, Suspend, TaskFuture
 from .._core._policy import ConcurrencyLimit, RetryPolicy
@@ -144,7 +144,7 @@ class TaskRunner(abc.ABC):
         self._track_failures = True
         self._abandoned = False  # set on Ctrl-C: do not wait for threads on the way out
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tokens: list[tuple[contextvars.Token[Any], contextvars.Token[Any]]] = []
+        self._tokens: list[tuple[contextvars.Token[Any], ...]] = []
 
     @property
     def name(self) -> str:
@@ -260,7 +260,9 @@ class TaskRunner(abc.ABC):
         self._loop = loop
         self._start_resources()
         self._started = True
-        self._tokens.append((_entered.set(self), current_run.set(None)))
+        self._tokens.append(
+            (_entered.set(self), current_run.set(None), sync_scope.set(loop is None))
+        )
 
     def _leave(self) -> None:
         self._started = False
@@ -268,9 +270,10 @@ class TaskRunner(abc.ABC):
             self._stop_resources()
         finally:
             self._loop = None
-            runner_token, run_token = self._tokens.pop()
+            runner_token, run_token, scope_token = self._tokens.pop()
             _entered.reset(runner_token)
             current_run.reset(run_token)
+            sync_scope.reset(scope_token)
             self._report_failures()
 
     def _report_failures(self) -> None:
