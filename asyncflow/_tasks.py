@@ -269,6 +269,21 @@ class Task(TaskSpec, Generic[P, R]):
     @overload
     def submit(self: Task[P, T], *args: P.args, **kwargs: P.kwargs) -> TaskFuture[T]: ...
 
+    # With `wait_for=`, the arguments are not checked against the function: PEP 612
+    # allows no keyword parameter beside `P.kwargs` (the result type is still kept).
+    @overload
+    def submit(
+        self: Task[P, Coroutine[Any, Any, T]],
+        *args: Any,
+        wait_for: Iterable[Any] | TaskFuture[Any],
+        **kwargs: Any,
+    ) -> TaskFuture[T]: ...
+
+    @overload
+    def submit(
+        self: Task[P, T], *args: Any, wait_for: Iterable[Any] | TaskFuture[Any], **kwargs: Any
+    ) -> TaskFuture[T]: ...
+
     def submit(self, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
         """Schedule a run on the current task runner and return its future at once.
 

@@ -1,0 +1,88 @@
+"""Static typing checks, run by `mypy --strict` in CI and executed by test_typing.py.
+
+Each `assert_type` fails type-checking if the decorators stop preserving the wrapped
+function's parameters and return type. Each `# type: ignore[...]` is a negative check:
+`--strict` includes `warn_unused_ignores`, so if a wrong call stops being an error,
+mypy fails on the unused ignore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Iterator
+from typing import Any
+
+from typing_extensions import assert_type
+
+from asyncflow import FutureList, State, TaskFuture, flow, task, unmapped
+from asyncflow.futures import as_completed, wait
+from asyncflow.task_runners import ThreadPoolTaskRunner
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@task(name="add", retries=1)
+def add(x: int, y: int = 1) -> int:
+    return x + y
+
+
+@task
+async def fetch(key: str) -> bytes:
+    await asyncio.sleep(0)
+    return key.encode()
+
+
+@flow
+def sync_flow(n: int) -> list[int]:
+    assert_type(double(n), int)
+    fut = double.submit(n)
+    assert_type(fut, TaskFuture[int])
+    assert_type(fut.result(), int)
+    assert_type(fut.state, State)
+    assert_type(fut.done(), bool)
+    futs = double.map([1, 2, 3])
+    assert_type(futs, FutureList[int])
+    assert_type(futs.result(), list[int])
+    assert_type(futs[0], TaskFuture[int])
+    assert_type(add.map([1, 2], y=unmapped(3)), FutureList[int])
+    assert_type(add.submit(1, wait_for=[fut]), TaskFuture[int])
+    done, _not_done = wait(futs)
+    assert_type(done, set[TaskFuture[Any]])
+    assert_type(iter(as_completed(futs)), Iterator[TaskFuture[Any]])
+    return [assert_type(v, int) for v in double.map_iter(range(3), max_concurrency=2)]
+
+
+@flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+async def async_flow(key: str) -> bytes:
+    coro = assert_type(fetch(key), Coroutine[Any, Any, bytes])
+    value = await coro
+    assert_type(value, bytes)
+    fut = fetch.submit(key)
+    assert_type(fut, TaskFuture[bytes])
+    assert_type(await fut, bytes)
+    many = fetch.map(["a", "b"])
+    assert_type(many, FutureList[bytes])
+    assert_type(await many, list[bytes])
+    async for item in fetch.map_iter(["x"]):
+        assert_type(item, bytes)
+    async for finished in as_completed(many):
+        assert_type(finished, TaskFuture[Any])
+    return value
+
+
+def run_all() -> tuple[list[int], bytes]:
+    """Run both flows (called by test_typing.py); the results' types are checked too."""
+    ints = sync_flow(3)
+    assert_type(ints, list[int])
+    coro = assert_type(async_flow("k"), Coroutine[Any, Any, bytes])
+    return ints, asyncio.run(coro)
+
+
+def wrong_calls_are_errors() -> None:  # never called: mypy checks the ignores are needed
+    double.submit("x")  # type: ignore[call-overload]
+    double("x")  # type: ignore[arg-type]
+    fetch.submit(1)  # type: ignore[call-overload]
+    sync_flow("n")  # type: ignore[arg-type]
