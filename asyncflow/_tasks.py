@@ -16,6 +16,7 @@ Whether a task is sync or async is decided once, here, from the function's type
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -255,7 +256,10 @@ class Task(TaskSpec, Generic[P, R]):
             await Suspend(fut)
         raise_if_upstream_failed(upstreams, self.name)
         run = new_run(current_runner(), self, params, rebuild, None)
-        await _engine.execute_async(run)
+        # As every run, a direct call runs in its own copy of the context (a task of
+        # its own, created inside the copy): context changes in the task do not leak
+        # into the caller. Cancelling the caller cancels the awaited task.
+        await run.context.run(asyncio.ensure_future, _engine.execute_async(run))
         return run.future._outcome(True)
 
     # ---- submit and map ----------------------------------------------------------------
