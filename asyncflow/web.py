@@ -1,0 +1,18 @@
+"""Using asyncflow in a web app: one shared engine per app, graceful shutdown.
+
+Works with any ASGI framework (no framework is imported). With Starlette or FastAPI:
+
+    from asyncflow.web import SharedTaskRunner, ShutdownErrorMiddleware, engine
+
+    @flow(task_runner=SharedTaskRunner())        # each call: its own scope, shared pool
+    async def handle(x: int) -> dict: ...
+
+    app = Starlette(routes=..., lifespan=engine(max_workers=16, grace_seconds=10),
+                    middleware=[Middleware(ShutdownErrorMiddleware)])
+
+See docs/web.md.
+"""
+
+from ._web import Engine, SharedTaskRunner, ShutdownErrorMiddleware, engine
+
+__all__ = ("Engine", "SharedTaskRunner", "ShutdownErrorMiddleware", "engine")
