@@ -84,7 +84,9 @@ def _fmt_value(row: Row) -> tuple[str, str, str]:
         base = f"{base} {row.baseline_name}"
     elif row.baseline_name:
         base = row.baseline_name
-    ratio = "" if row.ratio is None else row.ratio.fmt(2, "x")
+    ratio = ""
+    if row.ratio is not None:
+        ratio = row.ratio.fmt(2 if row.ratio.median >= 0.1 else 4, "x")
     return value, base, ratio
 
 
