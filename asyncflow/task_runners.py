@@ -2,10 +2,27 @@
 
 >>> with ThreadPoolTaskRunner(max_workers=4) as runner:    # doctest: +SKIP
 ...     runner.submit(double, {"x": 2}).result()
+
+`DaskTaskRunner` (from `asyncflow.contrib.dask`, extra `asyncflow[dask]`) is also
+importable from here; it is loaded on first access, so importing this module never
+imports dask (and it is left out of `__all__`, so `import *` does not either).
 """
+
+from typing import TYPE_CHECKING, Any
 
 from ._runners._base import TaskRunner
 from ._runners._process import ProcessPoolTaskRunner
 from ._runners._thread import ThreadPoolTaskRunner
 
+if TYPE_CHECKING:
+    from .contrib.dask import DaskTaskRunner as DaskTaskRunner
+
 __all__ = ("ProcessPoolTaskRunner", "TaskRunner", "ThreadPoolTaskRunner")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DaskTaskRunner":
+        from .contrib.dask import DaskTaskRunner
+
+        return DaskTaskRunner
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

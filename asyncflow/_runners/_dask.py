@@ -1,0 +1,420 @@
+"""`DaskTaskRunner`: task runs on a Dask cluster (`dask.distributed`).
+
+Imported only through `asyncflow.contrib.dask` (or the lazy name in
+`asyncflow.task_runners`): importing asyncflow never imports dask.
+
+How a run travels:
+
+1. The engine calls `start_run` once the run's upstreams are final. The run is marked
+   RUNNING and submitted with `client.submit`. A parameter that is the future of a
+   run completed on this same runner is passed as that run's *Dask* future, so the
+   value moves worker to worker (or stays on its worker) instead of being uploaded
+   again from the client.
+2. Dask calls our done callback (on its own callback thread); it only queues the
+   finished Dask future for the runner's completion thread.
+3. The completion thread drains what has finished, fetches the values of the
+   successful ones in one `client.gather` per batch, and completes the runs
+   (`_engine.complete`), which starts or skips their dependents exactly as for the
+   thread runner. Errors keep their type; a `KilledWorker` (the worker died running
+   the task) ends the run CRASHED, the `KilledWorker` kept as `__cause__`.
+
+Retries reuse the engine's policy (`retry_delay`, `mark_running`): a failed attempt is
+resubmitted (after its delay, on the engine loop's timer). Timeouts use the engine's
+deadline (`mark_running` arms it for sync tasks; this runner arms the same one for
+async tasks); at the deadline the run ends TimedOut and its Dask future is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import queue
+import sys
+import threading
+import uuid
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import distributed
+
+from .._arguments import resolve
+from .._core import _engine, _portal
+from .._core._exceptions import SerializationError
+from .._core._future import TaskFuture
+from .._core._states import State, StateType
+from ._base import Call, TaskRunner
+
+__all__ = ("DaskTaskRunner",)
+
+# distributed is only partly typed: its client and futures are handled as Any here.
+_Client: Any = distributed.Client
+
+_STOP = object()  # tells the completion thread to finish
+
+
+def _run_on_worker(fn: Callable[..., Any], is_async: bool, args: Any, kwargs: Any) -> Any:
+    """What a Dask worker executes: the task's function; an async one on a fresh loop."""
+    if not is_async:
+        return fn(*args, **kwargs)
+
+    async def main() -> Any:
+        return await fn(*args, **kwargs)
+
+    return asyncio.run(main())
+
+
+def _invoke_spec(task: Any, parameters: dict[str, Any]) -> Any:
+    # Fallback for a TaskSpec that is not an `asyncflow.task` (no `fn`): its own _invoke.
+    return task._invoke(parameters)
+
+
+def _call_parts(
+    task: Any, parameters: dict[str, Any]
+) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+    """The function to ship and its arguments. Only the function travels, not the Task
+    object (its hooks, limits and policies stay on the client)."""
+    fn = getattr(task, "fn", None)
+    signature = getattr(task, "_signature", None)
+    if fn is None or signature is None:
+        return _invoke_spec, (task, parameters), {}
+    fn = _by_name(task) or fn
+    if getattr(task, "_simple", False):
+        return fn, (), parameters
+    bound = inspect.BoundArguments(signature, parameters)  # type: ignore[arg-type, unused-ignore]  # typeshed (some versions) wants an OrderedDict
+    return fn, tuple(bound.args), dict(bound.kwargs)
+
+
+class _TaskByName:
+    """A module-level task, shipped by name: the worker imports its module and calls
+    its function. (Pickling the bare function would not work: its module-level name
+    holds the Task, so cloudpickle would copy it by value, globals and all.)"""
+
+    __slots__ = ("module", "qualname")
+
+    def __init__(self, module: str, qualname: str) -> None:
+        self.module = module
+        self.qualname = qualname
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import importlib
+
+        target: Any = importlib.import_module(self.module)
+        for part in self.qualname.split("."):
+            target = getattr(target, part)
+        return target.fn(*args, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_TaskByName, (self.module, self.qualname))
+
+
+def _by_name(task: Any) -> _TaskByName | None:
+    module_name = getattr(task, "__module__", None)
+    qualname = getattr(task, "__qualname__", None)
+    if not module_name or not qualname or "<locals>" in qualname or module_name == "__main__":
+        return None
+    target: Any = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    return _TaskByName(module_name, qualname) if target is task else None
+
+
+def _describe_error(exc: BaseException) -> str:
+    """The innermost cause of a serialization error (names the unpicklable type)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _import_class(spec: Any) -> Any:
+    if not isinstance(spec, str):
+        return spec
+    module_name, _, attr = spec.rpartition(".")
+    if not module_name:
+        raise ValueError(f"cluster_class must be a class or 'module.Class', got {spec!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module_name), attr)
+
+
+class DaskTaskRunner(TaskRunner):
+    """Runs sync and async tasks on a Dask cluster.
+
+    - nothing given: a temporary `distributed.LocalCluster(**cluster_kwargs)` is started
+      when the runner is entered and closed when it exits (`cluster_class` picks
+      another class, given as a class or a `"module.Class"` string);
+    - `address="tcp://host:8786"`: connect to a running scheduler (left running);
+    - `cluster=obj`: use that cluster object (left running).
+
+    `client_kwargs` go to `distributed.Client`. `duplicate()` keeps every setting.
+    """
+
+    def __init__(
+        self,
+        cluster: Any = None,
+        address: str | None = None,
+        cluster_class: Any = None,
+        cluster_kwargs: dict[str, Any] | None = None,
+        client_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if cluster is not None and address is not None:
+            raise ValueError("DaskTaskRunner: give either cluster= or address=, not both")
+        if (cluster is not None or address is not None) and (
+            cluster_class is not None or cluster_kwargs
+        ):
+            raise ValueError(
+                "DaskTaskRunner: cluster_class/cluster_kwargs describe a temporary cluster; "
+                "they cannot be combined with cluster= or address="
+            )
+        if address is not None and not isinstance(address, str):
+            raise TypeError(f"address must be a string like 'tcp://host:8786', got {address!r}")
+        self.cluster = cluster
+        self.address = address
+        self.cluster_class = cluster_class
+        self.cluster_kwargs: dict[str, Any] = dict(cluster_kwargs or {})
+        self.client_kwargs: dict[str, Any] = dict(client_kwargs or {})
+        self._client: Any = None
+        self._owned_cluster: Any = None
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        # run -> (its current Dask future, attempt number); dropped when the run is final.
+        self._attempts: dict[_engine.Run, tuple[Any, int]] = {}
+        # A completed run's Dask future, while its asyncflow future lives: lets a
+        # downstream on this runner take the value from the cluster.
+        self._results: weakref.WeakKeyDictionary[TaskFuture[Any], Any] = weakref.WeakKeyDictionary()
+
+    @property
+    def client(self) -> Any:
+        """The `distributed.Client` of a started runner."""
+        if self._client is None:
+            raise RuntimeError(f"{self.name} is not started: use `with runner:` first")
+        return self._client
+
+    def duplicate(self) -> DaskTaskRunner:
+        return type(self)(
+            cluster=self.cluster,
+            address=self.address,
+            cluster_class=self.cluster_class,
+            cluster_kwargs=dict(self.cluster_kwargs),
+            client_kwargs=dict(self.client_kwargs),
+        )
+
+    def __repr__(self) -> str:
+        if self.address is not None:
+            where = f"address={self.address!r}"
+        elif self.cluster is not None:
+            where = f"cluster={self.cluster!r}"
+        else:
+            cls = self.cluster_class or "LocalCluster"
+            name = getattr(cls, "__name__", cls)
+            where = f"cluster_class={name!s}, cluster_kwargs={self.cluster_kwargs!r}"
+        return f"DaskTaskRunner({where})"
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def _start_resources(self) -> None:
+        cluster = self.cluster
+        if self.address is not None:
+            client = _Client(self.address, **self.client_kwargs)
+        else:
+            if cluster is None:
+                cls = _import_class(self.cluster_class) or distributed.LocalCluster
+                cluster = self._owned_cluster = cls(**self.cluster_kwargs)
+            try:
+                client = _Client(cluster, **self.client_kwargs)
+            except BaseException:
+                self._close_owned_cluster()
+                raise
+        self._client = client
+        self._queue = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._complete_loop, name="asyncflow-dask-completion", daemon=True
+        )
+        self._thread.start()
+
+    def _stop_resources(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(_STOP)
+            thread.join()
+        self._results.clear()
+        self._attempts.clear()
+        client, self._client = self._client, None
+        try:
+            if client is not None:
+                client.close()
+        finally:
+            self._close_owned_cluster()
+
+    def _close_owned_cluster(self) -> None:
+        cluster, self._owned_cluster = self._owned_cluster, None
+        if cluster is not None:
+            cluster.close()
+
+    # ---- running -----------------------------------------------------------------------
+    def start_run(self, run: _engine.Run) -> None:
+        if self._client is None:
+            _engine.cancelled(run, "cancelled: its runner shut down before it started")
+            return
+        if not _engine.mark_running(run):
+            return  # cancelled while it waited
+        if run.is_async and run.timeout is not None:
+            # The engine arms deadlines for sync runs only (async ones time themselves on
+            # their loop); here both run remotely, so arm the same deadline.
+            loop = _portal.get_loop()
+            loop.call_soon_threadsafe(_arm_deadline, run, loop)
+        self._submit_attempt(run, 1)
+
+    def _parameters(self, call: Call) -> dict[str, Any]:
+        """Resolved parameters, with this runner's completed upstreams as Dask futures."""
+        if not call.rebuild:
+            return call.parameters
+        results = self._results
+        out: dict[str, Any] = {}
+        for name, value in call.parameters.items():
+            if isinstance(value, TaskFuture) and value._exception is None:
+                remote = results.get(value)
+                if remote is not None:
+                    value._observed = True
+                    out[name] = remote
+                    continue
+            out[name] = resolve(value)
+        return out
+
+    def _submit_attempt(self, run: _engine.Run, attempt: int) -> None:
+        client = self._client
+        if client is None:
+            _engine.cancelled(run, "cancelled: its runner shut down before it could retry")
+            return
+        call = run.invoke
+        try:
+            if not isinstance(call, Call):
+                raise TypeError(f"{self.name} can only run asyncflow task runs, got {call!r}")
+            fn, args, kwargs = _call_parts(call.task, self._parameters(call))
+            key = f"{run.future.name}-{uuid.uuid4().hex}"
+            try:
+                remote = client.submit(_run_on_worker, fn, run.is_async, args, kwargs, key=key)
+            except TypeError as exc:  # Dask could not serialize the function or arguments
+                err = SerializationError(
+                    f"task {run.future.name!r} could not be sent to Dask (its function and "
+                    f"arguments must be picklable): {_describe_error(exc)}"
+                )
+                err.__cause__ = exc
+                raise err from exc
+        except BaseException as exc:
+            _engine.complete(run, _engine.failure_state(exc, attempt), None, exc)
+            return
+        self._attempts[run] = (remote, attempt)
+        remote.add_done_callback(_Finished(self._queue, run))
+
+    def cancel_running(self, run: _engine.Run) -> bool:
+        _engine.cancelled(run)  # no-op if already final (timed out); see release_run
+        return True
+
+    def release_run(self, run: _engine.Run) -> None:
+        entry = self._attempts.pop(run, None)
+        if entry is not None and not entry[0].done():
+            # Final while its Dask task still runs (timed out, cancelled): cancel it there.
+            # Cancelling blocks on the scheduler, so the completion thread does it.
+            self._queue.put(entry[0])
+        super().release_run(run)
+
+    # ---- completion --------------------------------------------------------------------
+    def _complete_loop(self) -> None:
+        q = self._queue
+        stop = False
+        while not stop:
+            items = [q.get()]
+            while True:
+                try:
+                    items.append(q.get_nowait())
+                except queue.Empty:
+                    break
+            finished: list[tuple[_engine.Run, Any]] = []
+            for item in items:
+                if item is _STOP:
+                    stop = True
+                elif isinstance(item, tuple):
+                    finished.append(item)
+                else:  # a Dask future to cancel (its run was cancelled or timed out)
+                    try:
+                        item.cancel()
+                    except Exception:  # pragma: no cover  (the cluster went away)
+                        _engine.logger.debug("cancelling %r failed", item, exc_info=True)
+            if finished:
+                self._complete_batch(finished)
+
+    def _complete_batch(self, finished: list[tuple[_engine.Run, Any]]) -> None:
+        current = []
+        for run, remote in finished:
+            entry = self._attempts.get(run)
+            if entry is not None and entry[0] is remote:  # else stale: final, or retried
+                current.append((run, remote, entry[1]))
+        done = [item for item in current if item[1].status == "finished"]
+        values: list[Any] | None = None
+        if done:
+            try:
+                values = self.client.gather([remote for _, remote, _ in done])
+            except Exception:
+                values = None  # one was lost: fetch them one by one below
+        for i, (run, remote, attempt) in enumerate(done):
+            if values is not None:
+                value = values[i]
+            else:
+                try:
+                    value = remote.result()
+                except Exception as exc:
+                    _engine.crashed(run, exc)
+                    continue
+            self._results[run.future] = remote
+            _engine.complete(run, State(StateType.COMPLETED, attempts=attempt), value, None)
+        for run, remote, attempt in current:
+            status = remote.status
+            if status == "finished":
+                continue
+            if status == "error":
+                self._failed_attempt(run, remote, attempt)
+            elif status == "cancelled":
+                _engine.cancelled(run, "cancelled on the Dask cluster")
+            else:  # "lost": its data went with a worker
+                _engine.crashed(run, RuntimeError(f"Dask future {remote.key!r} is {status}"))
+
+    def _failed_attempt(self, run: _engine.Run, remote: Any, attempt: int) -> None:
+        exc = remote.exception()
+        assert exc is not None
+        tb = remote.traceback()
+        if tb is not None:
+            exc = exc.with_traceback(tb)
+        if isinstance(exc, distributed.KilledWorker):
+            _engine.crashed(run, exc)  # the worker died running it: not retried
+            return
+        delay = _engine.retry_delay(run, exc, attempt)
+        if delay is None:
+            _engine.complete(run, _engine.failure_state(exc, attempt), None, exc)
+        elif delay:
+            loop = _portal.get_loop()
+            loop.call_soon_threadsafe(loop.call_later, delay, self._retry, run, attempt + 1)
+        else:
+            self._retry(run, attempt + 1)
+
+    def _retry(self, run: _engine.Run, attempt: int) -> None:
+        if _engine.mark_running(run, attempt):
+            self._submit_attempt(run, attempt)
+
+
+class _Finished:
+    """Dask done callback (runs on Dask's callback thread): queue the finished future."""
+
+    __slots__ = ("queue", "run")
+
+    def __init__(self, q: queue.SimpleQueue[Any], run: _engine.Run) -> None:
+        self.queue = q
+        self.run = run
+
+    def __call__(self, remote: Any) -> None:
+        self.queue.put((self.run, remote))
+
+
+def _arm_deadline(run: _engine.Run, loop: asyncio.AbstractEventLoop) -> None:
+    if not run.future._state._final and run.timeout is not None:
+        run.timer = loop.call_later(run.timeout, _engine.expire, run)
