@@ -290,11 +290,11 @@ class Engine:
         loop = asyncio.get_running_loop()
         started: list[TaskRunner] = []
         try:
-            runner = _start(self._default_template, loop)
+            runner = _start(self._default_template, loop, THREAD_NAME)
             started.append(runner)
             named = {}
             for name, template in self._templates.items():
-                named[name] = _start(template, loop)
+                named[name] = _start(template, loop, f"{THREAD_NAME}-{name}")
                 started.append(named[name])
         except BaseException:
             for r in started:
@@ -396,10 +396,10 @@ class Engine:
                     _engine.cancelled(run, reason)
 
 
-def _start(template: TaskRunner, loop: asyncio.AbstractEventLoop) -> TaskRunner:
+def _start(template: TaskRunner, loop: asyncio.AbstractEventLoop, threads: str) -> TaskRunner:
     runner = template.duplicate()
     if isinstance(runner, ThreadPoolTaskRunner):
-        runner._thread_name = THREAD_NAME
+        runner._thread_name = threads
     # Lives as long as the app: a list of every failed run would grow without bound.
     runner._track_failures = False
     # Started by hand rather than `async with runner`: request handlers run in other
