@@ -22,6 +22,7 @@ import pytest
 from distributed.client import FuturesCancelledError
 
 from asyncflow import allow_failure, exceptions, flow, task, unmapped
+from asyncflow._runners import _dask
 from asyncflow.contrib.dask import DaskTaskRunner
 from asyncflow.task_runners import TaskRunner, ThreadPoolTaskRunner
 
@@ -152,6 +153,17 @@ def slow() -> None:
 async def aslow() -> None:
     SHARED.started.set()
     await asyncio.to_thread(SHARED.release.wait, WAIT)
+
+
+@task
+def gated_payload(n: int) -> bytes:
+    assert SHARED.gate.wait(WAIT)
+    return b"x" * n
+
+
+@task
+def payload_size(data: bytes) -> int:
+    return len(data)
 
 
 @task
@@ -373,24 +385,65 @@ def test_address_connects_to_a_running_scheduler_and_leaves_it_running(
 
 @pytest.mark.timeout(30)
 def test_same_runner_upstreams_are_passed_as_dask_futures(
-    cluster: distributed.LocalCluster,
+    cluster: distributed.LocalCluster, shared: Shared
 ) -> None:
     runner = DaskTaskRunner(cluster=cluster)
     with runner:
-        a = inc.submit(1)
-        b = add.submit(a, 1)
-        assert b.result(timeout=WAIT) == 3
+        a = gated_payload.submit(1000)
+        b = payload_size.submit(a)  # registered while `a` runs: a dependent
+        shared.gate.set()
+        assert b.result(timeout=WAIT) == 1000
         a_key = runner._results[a].key
         b_key = runner._results[b].key
 
         def dependencies(dask_scheduler: Any) -> list[str]:
             return [str(dep.key) for dep in dask_scheduler.tasks[b_key].dependencies]
 
-        # On the scheduler, b's task depends on a's: the value went worker to worker.
+        # On the scheduler, b's task depends on a's: the value went worker to worker...
         assert runner.client.run_on_scheduler(dependencies) == [a_key]
+        # ...and never came to the client: it is still on the cluster.
+        assert _dask._SLOT.__get__(a) is _dask._ON_CLUSTER
+        assert _dask._SLOT.__get__(b) == 1000  # a leaf: fetched eagerly, with its batch
         with ThreadPoolTaskRunner(max_workers=1) as other:
-            c = other.submit(inc, {"x": a})  # another runner: gets the plain value
-            assert c.result(timeout=WAIT) == 3
+            c = other.submit(payload_size, {"data": a})  # another runner: fetched for it
+            assert c.result(timeout=WAIT) == 1000
+        assert a.result() == b"x" * 1000
+
+
+@pytest.mark.timeout(30)
+def test_values_left_on_the_cluster_are_read_on_demand_and_kept_on_exit(
+    cluster: distributed.LocalCluster, shared: Shared
+) -> None:
+    runner = DaskTaskRunner(cluster=cluster)
+    with runner:
+        a = gated_payload.submit(10)
+        kept = gated_payload.submit(20)
+        b = payload_size.submit(a)
+        d = payload_size.submit(kept)
+        shared.gate.set()
+        assert b.result(timeout=WAIT) == 10
+        assert d.result(timeout=WAIT) == 20
+        assert _dask._SLOT.__get__(a) is _dask._ON_CLUSTER
+        assert a.result() == b"x" * 10  # read on demand, from the cluster
+        assert _dask._SLOT.__get__(a) == b"x" * 10  # then kept
+        assert _dask._SLOT.__get__(kept) is _dask._ON_CLUSTER
+    # The runner fetched what was still on the cluster before closing its client.
+    assert _dask._SLOT.__get__(kept) == b"x" * 20
+    assert kept.result() == b"x" * 20
+    assert kept not in _dask._REMOTE_VALUES
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(30)
+async def test_awaiting_a_value_on_the_cluster(
+    cluster: distributed.LocalCluster, shared: Shared
+) -> None:
+    async with DaskTaskRunner(cluster=cluster):
+        a = gated_payload.submit(5)
+        b = payload_size.submit(a)
+        shared.gate.set()
+        assert await b == 5
+        assert await a == b"xxxxx"
 
 
 @pytest.mark.timeout(30)

@@ -237,14 +237,37 @@ class DaskTaskRunner(TaskRunner):
         if thread is not None:
             self._queue.put(_STOP)
             thread.join()
-        self._results.clear()
         self._attempts.clear()
+        try:
+            self._fetch_values_left_on_cluster()
+        finally:
+            self._results.clear()
         client, self._client = self._client, None
         try:
             if client is not None:
                 client.close()
         finally:
             self._close_owned_cluster()
+
+    def _fetch_values_left_on_cluster(self) -> None:
+        """Values still on the cluster whose futures are alive come home (one gather)
+        before the client closes; values nobody holds are simply released."""
+        lazy = [fut for fut in list(self._results) if _SLOT.__get__(fut) is _ON_CLUSTER]
+        if not lazy or self._client is None:
+            return
+        remotes = [_REMOTE_VALUES[fut] for fut in lazy]
+        try:
+            values = self._client.gather(remotes)
+        except Exception:  # one was lost: keep what can be fetched
+            for fut in lazy:
+                try:
+                    _fetch(fut)
+                except Exception as exc:
+                    _engine.logger.error("the value of task %r is lost: %s", fut.name, exc)
+            return
+        for fut, value in zip(lazy, values, strict=True):
+            _SLOT.__set__(fut, value)
+            _REMOTE_VALUES.pop(fut, None)
 
     def _close_owned_cluster(self) -> None:
         cluster, self._owned_cluster = self._owned_cluster, None
@@ -351,13 +374,24 @@ class DaskTaskRunner(TaskRunner):
             if entry is not None and entry[0] is remote:  # else stale: final, or retried
                 current.append((run, remote, entry[1]))
         done = [item for item in current if item[1].status == "finished"]
+        # A value with dependents registered stays on the cluster (they get its Dask
+        # future; it is fetched only if someone reads it). The others (leaves, likely
+        # read by the caller) are fetched now, one `gather` for the whole batch.
+        on_cluster = [item for item in done if item[0].future._has_dependents]
+        fetch = [item for item in done if not item[0].future._has_dependents]
         values: list[Any] | None = None
-        if done:
+        if fetch:
             try:
-                values = self.client.gather([remote for _, remote, _ in done])
+                values = self.client.gather([remote for _, remote, _ in fetch])
             except Exception:
                 values = None  # one was lost: fetch them one by one below
-        for i, (run, remote, attempt) in enumerate(done):
+        for run, remote, attempt in on_cluster:
+            fut = run.future
+            fut.__class__ = _ClusterValueFuture  # same layout: reads of _value fetch it
+            _REMOTE_VALUES[fut] = remote
+            self._results[fut] = remote
+            _engine.complete(run, State(StateType.COMPLETED, attempts=attempt), _ON_CLUSTER, None)
+        for i, (run, remote, attempt) in enumerate(fetch):
             if values is not None:
                 value = values[i]
             else:
@@ -400,6 +434,55 @@ class DaskTaskRunner(TaskRunner):
     def _retry(self, run: _engine.Run, attempt: int) -> None:
         if _engine.mark_running(run, attempt):
             self._submit_attempt(run, attempt)
+
+
+class _OnCluster:
+    """Stands for a value still on the Dask cluster (see `_ClusterValueFuture`)."""
+
+    def __repr__(self) -> str:
+        return "<value on the Dask cluster>"
+
+
+_ON_CLUSTER: Any = _OnCluster()
+_SLOT: Any = TaskFuture.__dict__["_value"]  # the slot that holds a future's value
+# Future -> the Dask future holding its value, while that value is on the cluster.
+_REMOTE_VALUES: weakref.WeakKeyDictionary[TaskFuture[Any], Any] = weakref.WeakKeyDictionary()
+
+
+class _ClusterValueFuture(TaskFuture[Any]):
+    """A completed future whose value is still on the Dask cluster.
+
+    Same layout as `TaskFuture` (the completion thread switches a future's class to
+    this one); the value is fetched from the cluster the first time anything reads it
+    (`.result()`, `await`, a downstream on another runner), then kept.
+    """
+
+    __slots__ = ()
+
+    @property
+    def _value(self) -> Any:
+        value = _SLOT.__get__(self)
+        return _fetch(self) if value is _ON_CLUSTER else value
+
+    @_value.setter
+    def _value(self, value: Any) -> None:
+        _SLOT.__set__(self, value)
+
+
+def _fetch(fut: TaskFuture[Any]) -> Any:
+    remote = _REMOTE_VALUES.get(fut)
+    if remote is None:  # another thread fetched it meanwhile
+        return _SLOT.__get__(fut)
+    try:
+        value = remote.result()
+    except Exception as exc:
+        raise RuntimeError(
+            f"the value of task {fut.name!r} was left on the Dask cluster and cannot be "
+            f"fetched any more: {type(exc).__name__}: {exc}"
+        ) from exc
+    _SLOT.__set__(fut, value)
+    _REMOTE_VALUES.pop(fut, None)
+    return value
 
 
 class _Finished:
