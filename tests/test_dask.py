@@ -28,15 +28,14 @@ from asyncflow.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 WAIT = 10  # seconds any gate may take before a test fails instead of hanging
 
-# Threads Dask starts on demand and keeps (its executors, loops, profilers).
+# Threads Dask starts on demand and keeps for the life of the process (process-wide
+# executors) or of the module's cluster (its workers' executors, named after the
+# workers "0" and "1"). The runner's own completion thread is joined on exit.
 DASK_THREADS = (
-    "Dask-",
-    "0-Dask-Default-Threads",  # worker executors are named after their worker ("0", "1")
+    "Dask-Offload",
+    "Dask-Callback-Thread",
+    "0-Dask-Default-Threads",
     "1-Dask-Default-Threads",
-    "IO loop",
-    "Profile",
-    "AsyncProcess",
-    "asyncflow-dask-completion",
 )
 dask_threads = pytest.mark.allow_threads(*DASK_THREADS)
 pytestmark = dask_threads
