@@ -128,20 +128,24 @@ class Task(TaskSpec, Generic[P, R]):
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@task expects a function, got {type(fn).__name__}: {fn!r}")
-        opts = validate_task_options(
-            {
-                "name": name,
-                "description": description,
-                "retries": retries,
-                "retry_delay_seconds": retry_delay_seconds,
-                "retry_jitter_factor": retry_jitter_factor,
-                "retry_condition_fn": retry_condition_fn,
-                "timeout_seconds": timeout_seconds,
-                "max_concurrency": max_concurrency,
-                "on_completion": on_completion,
-                "on_failure": on_failure,
-            }
-        )
+        label = name if isinstance(name, str) and name else _callable_name(fn)
+        try:
+            opts = validate_task_options(
+                {
+                    "name": name,
+                    "description": description,
+                    "retries": retries,
+                    "retry_delay_seconds": retry_delay_seconds,
+                    "retry_jitter_factor": retry_jitter_factor,
+                    "retry_condition_fn": retry_condition_fn,
+                    "timeout_seconds": timeout_seconds,
+                    "max_concurrency": max_concurrency,
+                    "on_completion": on_completion,
+                    "on_failure": on_failure,
+                }
+            )
+        except (TypeError, ValueError) as exc:  # name the task in the message
+            raise type(exc)(f"task {label!r}: {exc}") from None
         self._options = opts
         self.fn = fn
         self.name = name or _callable_name(fn)
@@ -387,11 +391,11 @@ def task(
     `max_concurrency` (runs of this task at once, process-wide), `on_completion` /
     `on_failure` (lists of `hook(task, state)`).
     """
-    if __fn is not None:
-        return Task(__fn, **options)
     unknown = set(options) - _OPTION_NAMES
     if unknown:
         raise TypeError(f"@task got unknown option(s) {sorted(unknown)}")
+    if __fn is not None:
+        return Task(__fn, **options)
     validate_task_options(dict(options))
 
     def decorator(fn: Callable[P, R]) -> Task[P, R]:
