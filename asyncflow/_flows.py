@@ -67,16 +67,21 @@ class Flow(Generic[P, R]):
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@flow expects a function, got {type(fn).__name__}: {fn!r}")
-        self.timeout_seconds = validate_seconds("timeout_seconds", timeout_seconds)
-        self.on_completion: list[FlowHook] = check_hooks("on_completion", on_completion)
-        self.on_failure: list[FlowHook] = check_hooks("on_failure", on_failure)
-        if name is not None and (not isinstance(name, str) or not name):
-            raise TypeError(f"flow name must be a non-empty string, got {name!r}")
-        if task_runner is not None and not isinstance(task_runner, TaskRunner):
-            raise TypeError(
-                f"task_runner must be a TaskRunner instance (e.g. ThreadPoolTaskRunner()), "
-                f"got {task_runner!r}"
-            )
+        try:
+            self.timeout_seconds = validate_seconds("timeout_seconds", timeout_seconds)
+            self.on_completion: list[FlowHook] = check_hooks("on_completion", on_completion)
+            self.on_failure: list[FlowHook] = check_hooks("on_failure", on_failure)
+            if name is not None and (not isinstance(name, str) or not name):
+                raise TypeError(f"flow name must be a non-empty string, got {name!r}")
+            if task_runner is not None and not isinstance(task_runner, TaskRunner):
+                raise TypeError(
+                    f"task_runner must be a TaskRunner instance (e.g. ThreadPoolTaskRunner()), "
+                    f"got {task_runner!r}"
+                )
+        except (TypeError, ValueError) as exc:  # name the flow (or the decorator) in the message
+            label = name if isinstance(name, str) and name else getattr(fn, "__name__", "?")
+            where = "@flow" if fn is _probe else f"flow {label!r}"
+            raise type(exc)(f"{where}: {exc}") from None
         self.fn = fn
         self.name = name or getattr(fn, "__name__", type(fn).__name__)
         self.description = description if description is not None else inspect.getdoc(fn)
@@ -229,6 +234,9 @@ def flow(
     @flow(task_runner=ThreadPoolTaskRunner(max_workers=8), timeout_seconds=60)
     def etl() -> None: ...
     """
+    unknown = set(options) - _OPTION_NAMES
+    if unknown:
+        raise TypeError(f"@flow got unknown option(s) {sorted(unknown)}")
     if __fn is not None:
         return Flow(__fn, **options)
     Flow(_probe, **options)  # validate the options at decoration time
@@ -241,3 +249,6 @@ def flow(
 
 def _probe() -> None:
     """Stand-in function used to validate `@flow(...)` options before the function."""
+
+
+_OPTION_NAMES = frozenset(inspect.signature(Flow.__init__).parameters.keys() - {"self", "fn"})
