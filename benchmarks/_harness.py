@@ -130,13 +130,15 @@ class Row:
         }
 
 
-def clock(fn: Callable[[], object]) -> Callable[[], float]:
-    """Wrap `fn` into a callable returning its elapsed wall time in seconds."""
+def clock(fn: Callable[[], object], rounds: int = 1) -> Callable[[], float]:
+    """Wrap `fn` into a callable returning its wall time in seconds (the mean of
+    `rounds` back-to-back calls, to make short samples long enough to time)."""
 
     def timed() -> float:
         t0 = time.perf_counter()
-        fn()
-        return time.perf_counter() - t0
+        for _ in range(rounds):
+            fn()
+        return (time.perf_counter() - t0) / rounds
 
     return timed
 

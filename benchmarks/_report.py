@@ -40,19 +40,27 @@ def _uvloop_installed() -> bool:
     return True
 
 
-def _git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
+            ["git", *args],
             capture_output=True,
             text=True,
             timeout=5,
             check=True,
-            cwd=Path(__file__).parent,
+            cwd=Path(__file__).resolve().parent.parent,
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
+    return out.stdout.strip()
+
+
+def _git_commit() -> str | None:
+    """The commit, with "+modified" when asyncflow/ differs from it (what was measured)."""
+    commit = _git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return None
+    return commit + ("+modified" if _git("status", "--porcelain", "--", "asyncflow") else "")
 
 
 def machine_info(use_uvloop: bool) -> dict[str, Any]:

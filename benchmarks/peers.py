@@ -62,7 +62,7 @@ def _prefect(n: int) -> tuple[Callable[[], float], Callable[[], None]]:
 
 KNOWN: dict[str, tuple[Callable[[int], tuple[Callable[[], float], Callable[[], None]]], int]] = {
     # peer: (set-up returning (sampler, close), N per (quick, full) mode scale)
-    "dask": (_dask, 10),
+    "dask": (_dask, 20),
     "prefect": (_prefect, 100),
 }
 

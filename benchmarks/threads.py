@@ -19,6 +19,11 @@ __all__ = ("MAX_WORKERS", "map_rows", "scaling_rows", "submit_rows")
 MAX_WORKERS = 4  # both sides; the runner's default would be min(32, cores + 4)
 THREAD_TARGET = Target("≤ 1.5x ThreadPoolExecutor", 1.5)
 US = 1e6
+MIN_RUNS = 10_000  # a sample of fewer runs repeats the whole batch (pool start included)
+
+
+def _rounds(n: int) -> int:
+    return max(1, MIN_RUNS // n)
 
 
 def asyncflow_submit(n: int) -> Callable[[], float]:
@@ -28,7 +33,7 @@ def asyncflow_submit(n: int) -> Callable[[], float]:
             for fut in futures:
                 fut.result()
 
-    return clock(run)
+    return clock(run, _rounds(n))
 
 
 def executor_submit(n: int) -> Callable[[], float]:
@@ -38,7 +43,7 @@ def executor_submit(n: int) -> Callable[[], float]:
             for fut in futures:
                 fut.result()
 
-    return clock(run)
+    return clock(run, _rounds(n))
 
 
 def warm_up() -> None:
