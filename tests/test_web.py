@@ -97,14 +97,14 @@ def make_app(grace: float) -> Any:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    lag = {"max": 0.0}
+    lags: list[float] = []  # how late each 5 ms tick of the loop was, in seconds
 
     async def ticker() -> None:
         loop = asyncio.get_running_loop()
         while True:
             before = loop.time()
             await asyncio.sleep(0.005)
-            lag["max"] = max(lag["max"], loop.time() - before - 0.005)
+            lags.append(loop.time() - before - 0.005)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
@@ -120,10 +120,12 @@ def make_app(grace: float) -> Any:
         return JSONResponse({"threads": await sync_work(n, ms)})
 
     async def lag_endpoint(request: Request) -> JSONResponse:
-        value = lag["max"]
+        ordered = sorted(lags) or [0.0]
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        body = {"ticks": len(lags), "max_lag_ms": ordered[-1] * 1000, "p99_lag_ms": p99 * 1000}
         if "reset" in request.query_params:
-            lag["max"] = 0.0
-        return JSONResponse({"max_lag_ms": value * 1000})
+            lags.clear()
+        return JSONResponse(body)
 
     async def hold_endpoint(request: Request) -> JSONResponse:
         return JSONResponse({"tag": await held(request.path_params["tag"])})
@@ -236,11 +238,14 @@ class Server:
         self.proc, self.url, self.log = proc, url, log
         self.lines: list[str] = []
 
+    def log_tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-60:])
+
     async def readline(self) -> str:
         assert self.proc.stdout is not None
         line = (await self.proc.stdout.readline()).decode()
         if not line:
-            raise AssertionError(f"server output ended; stderr:\n{self.log.read_text()}")
+            raise AssertionError(f"server output ended; its log:\n{self.log_tail()}")
         self.lines.append(line)
         return line.strip()
 
@@ -276,6 +281,9 @@ async def run_server(script: Path, tmp_path: Path, *args: str) -> AsyncIterator[
             except asyncio.TimeoutError:
                 proc.kill()
                 await proc.wait()
+        if proc.stdout is not None:  # read to EOF so the pipe transport closes (3.10 warns)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(proc.stdout.read(), 10)
 
 
 def client(server: Server) -> httpx.AsyncClient:
@@ -317,8 +325,11 @@ async def test_loop_lag_stays_low_while_sync_tasks_run(tmp_path: Path) -> None:
         assert threads
         assert all(name.startswith("asyncflow-web-") for name in threads)
         assert len(threads) <= 16  # one shared pool, not one per request
-        lag = (await http.get("/lag")).json()["max_lag_ms"]
-        assert lag < 50, f"event loop lagged {lag:.1f} ms while sync tasks ran"
+        lag = (await http.get("/lag")).json()
+        # p99 of the ticks, not the max: one OS scheduling hiccup on a loaded machine must
+        # not fail the test, while sync work on the loop (20 ms a task) would lag most ticks.
+        assert lag["ticks"] >= 20, lag
+        assert lag["p99_lag_ms"] < 50, f"event loop lagged while sync tasks ran: {lag}"
         resp = await http.get("/submit")
         assert resp.json()["thread"].startswith("asyncflow-web-")
 
@@ -336,8 +347,15 @@ async def test_shutdown_signal_with_requests_in_flight(tmp_path: Path, sig: int)
         workers = children_of(server.proc.pid)  # the process runner's workers, if any
         t0 = time.monotonic()
         server.proc.send_signal(sig)
-        responses = dict(zip(tags, await asyncio.gather(*requests), strict=True))
-        code = await asyncio.wait_for(server.proc.wait(), 20)
+        try:
+            answers = await asyncio.wait_for(asyncio.gather(*requests), 20)
+            code = await asyncio.wait_for(server.proc.wait(), 20)
+        except asyncio.TimeoutError:
+            server.proc.kill()
+            raise AssertionError(
+                f"server hung on shutdown; its log:\n{server.log_tail()}"
+            ) from None
+        responses = dict(zip(tags, answers, strict=True))
         elapsed = time.monotonic() - t0
         for tag, resp in responses.items():
             if tag.startswith("short"):
@@ -347,7 +365,7 @@ async def test_shutdown_signal_with_requests_in_flight(tmp_path: Path, sig: int)
                 assert resp.status_code == 503, (tag, resp.status_code, resp.text)
                 assert "shut down" in resp.text
                 assert resp.headers["retry-after"] == "1"
-        assert code in (0, -sig), server.log.read_text()
+        assert code in (0, -sig), server.log_tail()
         # uvicorn's 1 s for requests + the engine's 1 s grace + cleanup; generous bound.
         assert elapsed < 15
         rest = (await server.proc.stdout.read()).decode() if server.proc.stdout else ""
