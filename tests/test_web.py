@@ -30,6 +30,11 @@ EXAMPLE = HERE.parent.parent / "examples" / "webapp.py"
 # ---- the test server (used when this file runs as a script) ----------------------------
 
 
+def announce(tag: str) -> None:
+    # One write(2) per line: print() from several threads can interleave its pieces.
+    os.write(1, f"STARTED {tag}\n".encode())
+
+
 @task
 def blocking(ms: int) -> str:
     """A sync task that blocks its thread, as a sync driver call would."""
@@ -40,7 +45,7 @@ def blocking(ms: int) -> str:
 @task
 def hold(tag: str) -> str:
     """Announce itself, then finish quickly ("short") or run until cancelled."""
-    print(f"STARTED {tag}", flush=True)
+    announce(tag)
     if tag.startswith("short"):
         time.sleep(0.3)  # the work a request does; shorter than both grace periods
         return tag
@@ -51,7 +56,7 @@ def hold(tag: str) -> str:
 
 @task
 async def ahold(tag: str) -> str:
-    print(f"STARTED {tag}", flush=True)
+    announce(tag)
     await asyncio.sleep(3600)
     return tag
 
@@ -59,8 +64,9 @@ async def ahold(tag: str) -> str:
 @task
 def proc_hold(tag: str) -> str:
     """Runs in a worker process (when available) and never finishes by itself."""
-    print(f"STARTED {tag}", flush=True)
+    announce(tag)
     while True:
+        check_cancelled()  # on the thread fallback; a process worker is killed instead
         time.sleep(0.01)
 
 
@@ -249,12 +255,21 @@ class Server:
         self.lines.append(line)
         return line.strip()
 
-    async def wait_started(self, count: int) -> list[str]:
-        tags = []
-        while len(tags) < count:
-            line = await self.readline()
-            if line.startswith("STARTED "):
-                tags.append(line.split()[1])
+    async def wait_started(self, count: int, timeout: float = 20) -> list[str]:
+        tags: list[str] = []
+
+        async def collect() -> None:
+            while len(tags) < count:
+                line = await self.readline()
+                if line.startswith("STARTED "):
+                    tags.append(line.split()[1])
+
+        try:
+            await asyncio.wait_for(collect(), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(
+                f"only {tags} started; server output {self.lines}; its log:\n{self.log_tail()}"
+            ) from None
         return tags
 
 
