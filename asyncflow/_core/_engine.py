@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -168,16 +169,21 @@ def _dispatch(instructions: list[Start[TaskFuture[Any]] | Skip[TaskFuture[Any]]]
         if isinstance(ins, Start):
             start(run)
         else:
-            up = ins.upstream
-            err = UpstreamFailed(
-                f"task {ins.key.name!r} did not run: its upstream task {up.name!r} ended "
-                f"{up._state.name}"
-            )
-            err.__cause__ = up._exception
-            state = State(StateType.PENDING, "NotReady", str(err))
-            # The resolver already propagated this skip to the runs it knew; telling it
-            # again releases any run that registered on this one in the meantime.
-            complete(run, state, None, err)
+            # The upstream may itself be a skip of this cascade that another thread has
+            # not completed yet: report it once it is final, with its real state/cause.
+            ins.upstream.add_done_callback(functools.partial(_skip, run))
+
+
+def _skip(run: Run, up: TaskFuture[Any]) -> None:
+    err = UpstreamFailed(
+        f"task {run.future.name!r} did not run: its upstream task {up.name!r} ended "
+        f"{up._state.name}"
+    )
+    err.__cause__ = up._exception
+    state = State(StateType.PENDING, "NotReady", str(err))
+    # The resolver already propagated this skip to the runs it knew; telling it
+    # again releases any run that registered on this one in the meantime.
+    complete(run, state, None, err)
 
 
 def start(run: Run) -> None:
