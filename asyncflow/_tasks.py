@@ -228,8 +228,15 @@ class Task(TaskSpec, Generic[P, R]):
         fn: Callable[..., Any] = self.fn
         if self._simple:
             return fn(**parameters)
+        args, kwargs = self._split(parameters)
+        return fn(*args, **kwargs)
+
+    def _split(self, parameters: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Bound parameters back to `(args, kwargs)` for `fn(*args, **kwargs)`."""
+        if self._simple:
+            return (), parameters
         bound = inspect.BoundArguments(self._signature, parameters)  # type: ignore[arg-type, unused-ignore]  # typeshed (some versions) wants an OrderedDict
-        return fn(*bound.args, **bound.kwargs)
+        return bound.args, bound.kwargs
 
     # ---- direct call -------------------------------------------------------------------
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:

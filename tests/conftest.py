@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import gc
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,20 +31,42 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def child_pids() -> set[int]:
-    """Live (non-zombie) children of this process, from /proc."""
-    me = os.getpid()
+def _children_of(pid: int) -> set[int]:
     pids: set[int] = set()
     try:
-        tasks = os.listdir(f"/proc/{me}/task")
-    except FileNotFoundError:  # not Linux: nothing to check
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:  # gone, or not Linux: nothing to check
         return pids
     for tid in tasks:
         try:
-            with open(f"/proc/{me}/task/{tid}/children") as fh:
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
                 pids.update(int(p) for p in fh.read().split())
         except (FileNotFoundError, ProcessLookupError):
             continue
+    return pids
+
+
+def _multiprocessing_servers() -> set[int]:
+    """multiprocessing's long-lived helpers (forkserver, resource tracker): they live
+    as long as the interpreter by design; their own children are still checked."""
+    servers = set()
+    for module, attr in (("forkserver", "_forkserver"), ("resource_tracker", "_resource_tracker")):
+        mod = sys.modules.get(f"multiprocessing.{module}")
+        pid = getattr(getattr(mod, attr, None), "_forkserver_pid", None) or getattr(
+            getattr(mod, attr, None), "_pid", None
+        )
+        if pid:
+            servers.add(pid)
+    return servers
+
+
+def child_pids() -> set[int]:
+    """Live (non-zombie) children of this process, and of multiprocessing's forkserver
+    (process-pool workers are forked from it), from /proc."""
+    pids = _children_of(os.getpid())
+    for server in _multiprocessing_servers() & pids:
+        pids.discard(server)
+        pids |= _children_of(server)
     return {pid for pid in pids if not _is_zombie(pid)}
 
 

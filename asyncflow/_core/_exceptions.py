@@ -13,7 +13,9 @@ __all__ = (
     "CircularDependency",
     "MappingLengthMismatch",
     "MappingMissingIterable",
+    "RemoteError",
     "RunnerNotStarted",
+    "SerializationError",
     "TaskCancelled",
     "TaskCrashed",
     "TaskTimeout",
@@ -64,3 +66,23 @@ class RunnerNotStarted(AsyncflowError, RuntimeError):
 
 class WouldDeadlock(AsyncflowError, RuntimeError):
     """A blocking call was made on the event loop that must complete the awaited work."""
+
+
+class SerializationError(AsyncflowError, TypeError):
+    """A task's argument or result could not be pickled to cross to or from a worker
+    process. The message names the task and the value's type; define the value at
+    module level, or convert it to plain data before passing it."""
+
+
+class RemoteError(AsyncflowError):
+    """Stands in for an exception raised in a worker process that could not itself be
+    pickled back. Carries the original's type name, message and traceback text."""
+
+    def __init__(self, type_name: str, message: str, traceback: str = "") -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+        self.traceback = traceback
+
+    def __reduce__(self) -> tuple[type[RemoteError], tuple[str, str, str]]:
+        return (type(self), (self.type_name, self.message, self.traceback))

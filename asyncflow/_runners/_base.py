@@ -53,6 +53,7 @@ class TaskSpec(abc.ABC):
     """What a runner needs from a task (implemented by `asyncflow.task`)."""
 
     name: str
+    fn: Callable[..., Any]
     is_async: bool
     timeout_seconds: float | None = None
     _policy: RetryPolicy | None = None
@@ -62,6 +63,10 @@ class TaskSpec(abc.ABC):
     @abc.abstractmethod
     def _invoke(self, parameters: dict[str, Any]) -> Any:
         """Call the function with these (resolved) parameters."""
+
+    @abc.abstractmethod
+    def _split(self, parameters: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """`(args, kwargs)` for calling `fn` with these parameters elsewhere (a process)."""
 
 
 class Call:

@@ -1,0 +1,416 @@
+"""The worker processes behind `ProcessPoolTaskRunner`, and the thread that reads them.
+
+Why not `concurrent.futures.ProcessPoolExecutor`: when one of its workers dies, the
+whole executor breaks and every pending future fails. Here each worker has its own
+pipe, so a death is charged to the one call that worker was running (the worker
+reports each result before it starts the next call); its batch-mates are re-queued,
+a replacement worker is started, and every other run goes on.
+
+Threads: runs are handed over from whichever thread starts them (the submitter, or
+the thread that completed their last upstream); one reader thread per pool,
+"asyncflow-process-io", receives results, notices deaths, starts workers and feeds
+idle ones. A worker is only sent work when it is idle (all its results read), so
+neither side can block the other on a full pipe.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import signal
+import threading
+from multiprocessing.context import BaseContext
+from typing import Any
+
+from .._core import _engine, _portal
+from .._core._exceptions import SerializationError, TaskCrashed
+from .._core._states import State, StateType
+from ._process_worker import KIND_OK, dumps, worker_main
+
+__all__ = ("ProcessPool",)
+
+logger = logging.getLogger("asyncflow")
+MAX_AUTO_CHUNK = 256
+
+
+class _Item:
+    """One run on its way to a worker."""
+
+    __slots__ = ("attempt", "call_bytes", "fn", "is_async", "run", "run_id", "sent")
+
+    def __init__(self, run: _engine.Run, run_id: int, fn: tuple[int, bytes], call: bytes) -> None:
+        self.run = run
+        self.run_id = run_id
+        self.fn = fn  # (key, pickled function)
+        self.call_bytes = call
+        self.is_async = bool(run.invoke.task.is_async)  # type: ignore[attr-defined]
+        self.attempt = 1
+        self.sent = False
+
+
+class _Worker:
+    __slots__ = ("alive", "conn", "inflight", "known", "process", "progress")
+
+    def __init__(self, process: Any, conn: Any, alive: Any, progress: Any) -> None:
+        self.process = process
+        self.progress = progress  # shared cell: 1 + id of the call running, or 0
+        self.conn = conn  # duplex pipe to the worker
+        self.alive = alive  # never written: the worker exits when it closes
+        self.inflight: collections.deque[_Item] = collections.deque()
+        self.known: set[int] = set()  # function keys this worker has loaded
+
+
+def _describe_exit(pid: int | None, code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"its worker process (pid {pid}) was killed by {name}"
+    return f"its worker process (pid {pid}) exited with code {code}"
+
+
+class ProcessPool:
+    """Up to `max_workers` worker processes fed from one queue of runs."""
+
+    def __init__(
+        self, max_workers: int, context: BaseContext, chunksize: int | None, name: str
+    ) -> None:
+        self._max_workers = max_workers
+        self._context: Any = context  # typeshed's BaseContext lacks Process/Pipe/RawValue
+        self._chunksize = chunksize
+        self._name = name
+        self._lock = threading.Lock()
+        self._queue: collections.deque[_Item] = collections.deque()
+        self._workers: list[_Worker] = []
+        self._idle: list[_Worker] = []
+        self._functions: dict[Any, tuple[int, bytes]] = {}
+        self._ids = itertools.count()
+        self._worker_ids = itertools.count(1)
+        self._closing = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._reader = threading.Thread(target=self._serve, name=f"{name}-io", daemon=True)
+        self._reader.start()
+
+    # ---- handing runs over (any thread) --------------------------------------------------
+    def submit(self, run: _engine.Run) -> None:
+        """Encode `run`'s call and queue it; an unpicklable one fails here, alone."""
+        call = run.invoke
+        task = call.task  # type: ignore[attr-defined]
+        try:
+            fn = self._function(task)
+            params = call.resolved_parameters()  # type: ignore[attr-defined]
+            call_bytes = _encode_call(task, params)
+        except SerializationError as exc:
+            _engine.complete(run, State(StateType.FAILED, message=str(exc)), None, exc)
+            return
+        self._enqueue(_Item(run, next(self._ids), fn, call_bytes))
+
+    def _function(self, task: Any) -> tuple[int, bytes]:
+        fn = self._functions.get(task)
+        if fn is None:
+            try:
+                data = dumps(task.fn)
+            except Exception as exc:
+                raise SerializationError(
+                    f"task {task.name!r}: its function cannot be pickled to send it to a "
+                    f"worker process: {type(exc).__name__}: {exc}"
+                ) from exc
+            fn = self._functions[task] = (len(self._functions), data)
+        return fn
+
+    def _enqueue(self, item: _Item, front: bool = False) -> None:
+        with self._lock:
+            closing = self._closing
+            if not closing:
+                if front:
+                    self._queue.appendleft(item)
+                else:
+                    self._queue.append(item)
+                self._feed_idle()
+                if self._queue and len(self._workers) < self._max_workers:
+                    self._wake()  # the reader thread starts workers
+        if closing:
+            _engine.cancelled(item.run, "cancelled: its runner shut down before it started")
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:  # the pipe is full: the reader will wake anyway
+            pass
+
+    def cancel_running(self, run: _engine.Run) -> bool:
+        """Kill the worker that holds `run` (it is replaced; the rest of its batch goes
+        to another worker). False if no worker holds it."""
+        with self._lock:
+            target = next(
+                (w for w in self._workers if any(item.run is run for item in w.inflight)), None
+            )
+            queued = target is None and any(item.run is run for item in self._queue)
+        if queued:  # waiting for a retry: it will not be sent again
+            return _engine.cancelled(run)
+        if target is None:
+            return False
+        if run.cancel_reason is None:
+            run.cancel_reason = "cancelled"
+        _kill(target)
+        return True
+
+    # ---- under the lock ----------------------------------------------------------------
+    def _send(self, worker: _Worker, items: list[_Item]) -> bool:
+        """Send the runs of `items` that may still start; False if none could."""
+        batch = []
+        for item in items:
+            run = item.run
+            if item.sent or item.attempt > 1:
+                started = run.future._set_running(item.attempt)
+            else:
+                started = _engine.mark_running(run)
+            if not started:
+                continue  # cancelled while queued
+            item.sent = True
+            key, data = item.fn
+            fn_bytes = None if key in worker.known else data
+            worker.known.add(key)
+            batch.append((item.run_id, key, fn_bytes, item.call_bytes, item.is_async))
+            worker.inflight.append(item)
+        if not batch:
+            return False
+        try:
+            worker.conn.send_bytes(pickle.dumps(batch, protocol=5))
+        except OSError:
+            _kill(worker)  # broken pipe: the reader will see it die and re-queue
+        return True
+
+    def _feed_idle(self) -> None:
+        while self._idle and self._queue:
+            self._feed(self._idle.pop())
+
+    def _feed(self, worker: _Worker) -> None:
+        """Give an idle worker its next batch, or park it."""
+        queue = self._queue
+        while queue and not self._closing:
+            first = queue.popleft()
+            batch = [first]
+            if first.run.timeout is None:
+                limit = self._chunksize or min(
+                    MAX_AUTO_CHUNK, 1 + len(queue) // (4 * self._max_workers)
+                )
+                while len(batch) < limit and queue and queue[0].run.timeout is None:
+                    batch.append(queue.popleft())
+            if self._send(worker, batch):
+                return
+        self._idle.append(worker)
+
+    # ---- the reader thread ---------------------------------------------------------------
+    def _serve(self) -> None:
+        wait = multiprocessing.connection.wait
+        while True:
+            with self._lock:
+                if self._closing and not self._workers:
+                    break
+                spawn = 0
+                if self._queue and not self._idle and not self._closing:
+                    spawn = min(len(self._queue), self._max_workers - len(self._workers))
+            for _ in range(spawn):
+                self._start_worker()
+            watched: dict[Any, tuple[_Worker, bool]] = {}
+            for w in list(self._workers):
+                watched[w.conn] = (w, False)
+                watched[w.process.sentinel] = (w, True)
+            for obj in wait([self._wake_r, *watched]):
+                if obj == self._wake_r:
+                    os.read(self._wake_r, 4096)
+                    continue
+                worker, is_sentinel = watched[obj]
+                if worker not in self._workers:
+                    continue  # already handled through its other handle
+                if is_sentinel or not self._drain(worker):
+                    self._on_death(worker)
+
+    def _start_worker(self) -> None:
+        parent_end, child_end = self._context.Pipe(duplex=True)
+        alive_r, alive_w = self._context.Pipe(duplex=False)
+        progress = self._context.RawValue("Q", 0)
+        process = self._context.Process(
+            target=worker_main,
+            args=(child_end, alive_r, progress),
+            name=f"{self._name}-worker-{next(self._worker_ids)}",
+            daemon=True,
+        )
+        process.start()
+        child_end.close()
+        alive_r.close()
+        worker = _Worker(process, parent_end, alive_w, progress)
+        with self._lock:
+            self._workers.append(worker)
+            self._feed(worker)
+
+    def _drain(self, worker: _Worker) -> bool:
+        """Read every result the worker has sent; False once its pipe is closed."""
+        conn = worker.conn
+        try:
+            while conn.poll():
+                self._on_result(worker, conn.recv_bytes())
+        except (EOFError, OSError):
+            return False
+        return True
+
+    def _on_result(self, worker: _Worker, data: bytes) -> None:
+        results = pickle.loads(data)
+        with self._lock:
+            items = [worker.inflight.popleft() for _ in results]
+            if not worker.inflight and worker in self._workers:
+                self._feed(worker)
+        for item, (run_id, kind, payload) in zip(items, results, strict=True):
+            assert item.run_id == run_id, (item.run_id, run_id)
+            self._finish(item, kind, payload)
+
+    def _finish(self, item: _Item, kind: int, payload: bytes) -> None:
+        run = item.run
+        if run.cancel_reason == "cancelled":
+            _engine.cancelled(run)
+            return
+        if kind == KIND_OK:
+            try:
+                value = pickle.loads(payload)
+            except Exception as exc:
+                err = SerializationError(
+                    f"task {run.future.name!r}: its result could not be unpickled in the "
+                    f"parent process: {type(exc).__name__}: {exc}"
+                )
+                _engine.complete(run, _engine.failure_state(err, item.attempt), None, err)
+                return
+            _engine.complete(run, State(StateType.COMPLETED, attempts=item.attempt), value)
+            return
+        error, text = pickle.loads(payload)
+        error.__cause__ = RemoteTraceback(text)
+        delay = _engine.retry_delay(run, error, item.attempt)
+        if delay is None:
+            _engine.complete(run, _engine.failure_state(error, item.attempt), None, error)
+            return
+        item.attempt += 1
+        if delay:
+            loop = _portal.get_loop()
+            loop.call_soon_threadsafe(loop.call_later, delay, self._enqueue, item, True)
+        else:
+            self._enqueue(item, front=True)
+
+    def _on_death(self, worker: _Worker) -> None:
+        self._drain(worker)  # results it sent before dying still count
+        process = worker.process
+        process.join()
+        pid, code = process.pid, process.exitcode
+        process.close()
+        running_id = worker.progress.value - 1
+        with self._lock:
+            self._workers.remove(worker)
+            if worker in self._idle:
+                self._idle.remove(worker)
+            items = list(worker.inflight)
+            worker.inflight.clear()
+            crashed = next((item for item in items if item.run_id == running_id), None)
+            # The rest of its batch goes first to the next worker (including calls that
+            # finished but whose results died with it: they run again).
+            self._queue.extendleft(reversed([item for item in items if item is not crashed]))
+            self._feed_idle()
+        worker.conn.close()
+        worker.alive.close()
+        if crashed is None:
+            return
+        run = crashed.run
+        if run.cancel_reason == "cancelled":
+            _engine.cancelled(run)
+        elif not run.future._state._final:
+            err = TaskCrashed(f"task {run.future.name!r} crashed: {_describe_exit(pid, code)}")
+            _engine.complete(run, State(StateType.CRASHED, message=str(err)), None, err)
+
+    # ---- shutdown ------------------------------------------------------------------------
+    def shutdown(self, kill: bool = False, timeout: float = 5.0) -> None:
+        """Stop every worker (gracefully unless `kill`), then the reader thread."""
+        with self._lock:
+            self._closing = True
+            workers = list(self._workers)
+            for item in self._queue:
+                _engine.cancelled(item.run, "cancelled: its runner shut down before it started")
+            self._queue.clear()
+        for w in workers:
+            if kill:
+                _kill(w)
+            else:
+                try:
+                    w.conn.send_bytes(b"")
+                except OSError:
+                    _kill(w)
+        self._wake()
+        self._reader.join(timeout)
+        if self._reader.is_alive():  # a worker ignored the stop: it is killed
+            for w in workers:
+                _kill(w)
+            self._reader.join()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+
+class RemoteTraceback(Exception):
+    """The `__cause__` of an exception raised in a worker: its traceback there."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text}"""'
+
+
+def _kill(worker: _Worker) -> None:
+    try:
+        worker.process.kill()
+    except (OSError, ValueError):  # already gone or closed
+        pass
+
+
+def _encode_call(task: Any, params: dict[str, Any]) -> bytes:
+    args, kwargs = task._split(params)
+    try:
+        return dumps((args, kwargs))
+    except Exception as exc:
+        for name, value in params.items():
+            try:
+                dumps(value)
+            except Exception:
+                raise SerializationError(
+                    f"task {task.name!r}: argument {name!r}, of type "
+                    f"{type(value).__qualname__}, cannot be pickled to send it to a worker "
+                    f"process: {type(exc).__name__}: {exc}"
+                ) from exc
+        raise SerializationError(
+            f"task {task.name!r}: its arguments cannot be pickled: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def default_context() -> BaseContext:
+    """forkserver where it exists (no fork-with-threads hazards, fast starts), else spawn."""
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        _preload_worker_module(context)
+    return context
+
+
+def _preload_worker_module(context: Any) -> None:
+    # Workers fork from the forkserver: with this module already imported there, a
+    # new worker starts in milliseconds. Only when nobody changed the preload list.
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver
+    if getattr(server, "_preload_modules", None) == ["__main__"]:
+        context.set_forkserver_preload(
+            ["__main__", __name__.rsplit(".", 1)[0] + "._process_worker"]
+        )

@@ -1,0 +1,439 @@
+"""ProcessPoolTaskRunner: tasks in worker processes, crash isolation, batching, stop.
+
+Tasks that must be caught mid-run announce themselves through a FIFO (the test
+blocks on reading it), so kills and cancels are ordered without sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asyncflow import flow, task
+from asyncflow.exceptions import RemoteError, SerializationError, TaskCrashed, TaskTimeout
+from asyncflow.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+
+pytestmark = pytest.mark.timeout(60)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_gone(pids: set[int], timeout: float = 5.0) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while (alive := {p for p in pids if pid_alive(p)}) and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling the kernel for exits, bounded
+    return alive
+
+
+class Gate:
+    """A FIFO a task writes its pid to when it starts; `wait()` blocks until then."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        os.mkfifo(self.path)
+
+    def wait(self) -> int:
+        with open(self.path) as fh:
+            return int(fh.readline())
+
+
+def announce(path: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(f"{os.getpid()}\n")
+
+
+@task
+def square(x: int) -> int:
+    return x * x
+
+
+@task
+def whoami() -> int:
+    return os.getpid()
+
+
+@task
+async def async_whoami() -> int:
+    await asyncio.sleep(0)
+    return os.getpid()
+
+
+@task
+def block_forever(gate: str) -> None:
+    announce(gate)
+    while True:
+        time.sleep(3600)
+
+
+def test_sync_and_async_tasks_run_in_workers() -> None:
+    with ProcessPoolTaskRunner(max_workers=2) as runner:
+        pids = {runner.submit(whoami, {}).result(), runner.submit(async_whoami, {}).result()}
+        assert square.submit(7).result() == 49
+    assert os.getpid() not in pids
+
+
+def test_closures_and_local_functions_are_pickled_by_value() -> None:
+    offset = 10
+
+    def local(x: int) -> int:
+        return x + offset
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def pipeline() -> list[int]:
+        return [task(local).submit(1).result(), task(lambda y: y * offset).submit(2).result()]
+
+    assert pipeline() == [11, 20]
+
+
+def test_map_keeps_order_and_gives_each_element_a_future() -> None:
+    with ProcessPoolTaskRunner(max_workers=2) as runner:
+        futures = runner.map(square, {"x": range(2000)})
+        assert futures.result() == [x * x for x in range(2000)]
+        assert all(f.state.is_completed() for f in futures)
+    with ProcessPoolTaskRunner(max_workers=2, chunksize=1) as runner:
+        assert runner.map(square, {"x": range(50)}).result() == [x * x for x in range(50)]
+
+
+class Unpicklable:
+    def __reduce__(self) -> Any:
+        raise TypeError("no pickling here")
+
+
+@task
+def echo(x: Any) -> Any:
+    return x
+
+
+@task
+def make_unpicklable() -> Any:
+    return Unpicklable()
+
+
+def test_unpicklable_argument_or_result_fails_that_task_only() -> None:
+    with ProcessPoolTaskRunner(max_workers=2) as runner:
+        bad_arg = runner.submit(echo, {"x": Unpicklable()})
+        bad_result = runner.submit(make_unpicklable, {})
+        good = runner.submit(echo, {"x": 5})
+        with pytest.raises(SerializationError, match=r"'echo'.*'x'.*Unpicklable"):
+            bad_arg.result()
+        with pytest.raises(SerializationError, match=r"Unpicklable"):
+            bad_result.result()
+        assert good.result() == 5
+        assert bad_arg.state.is_failed()
+
+
+class NeedsTwoArgs(Exception):
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__(f"{a}-{b}")
+
+
+@task
+def raise_value_error() -> None:
+    raise ValueError("bad value 42")
+
+
+@task
+def raise_unrebuildable() -> None:
+    raise NeedsTwoArgs(1, 2)
+
+
+def test_exceptions_keep_type_and_remote_traceback() -> None:
+    with ProcessPoolTaskRunner(max_workers=1) as runner:
+        fut = runner.submit(raise_value_error, {})
+        exc = fut.exception()
+        assert isinstance(exc, ValueError)
+        assert str(exc) == "bad value 42"
+        assert "raise_value_error" in str(exc.__cause__)  # the traceback text in the worker
+        wrapped = runner.submit(raise_unrebuildable, {}).exception()
+        assert isinstance(wrapped, RemoteError)
+        assert wrapped.type_name == "NeedsTwoArgs"
+        assert "1-2" in str(wrapped)
+
+
+@task
+def exit_hard(code: int) -> None:
+    os._exit(code)
+
+
+@task
+def kill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@task
+def segfault() -> None:
+    ctypes.string_at(0)
+
+
+@pytest.mark.parametrize(
+    ("crasher", "params", "expected"),
+    [
+        (exit_hard, {"code": 3}, "exited with code 3"),
+        (kill_self, {}, "SIGKILL"),
+        (segfault, {}, "SIGSEGV"),
+    ],
+)
+def test_a_dying_worker_crashes_only_its_task(crasher: Any, params: Any, expected: str) -> None:
+    with ProcessPoolTaskRunner(max_workers=2) as runner:
+        before = runner.map(square, {"x": range(20)})
+        dead = runner.submit(crasher, params)
+        after = runner.map(square, {"x": range(20)})
+        with pytest.raises(TaskCrashed, match=rf"'{crasher.name}'.*{expected}"):
+            dead.result()
+        assert dead.state.type.name == "CRASHED"
+        assert before.result() == after.result() == [x * x for x in range(20)]
+
+
+@task
+def crash_at(x: int, bad: int) -> int:
+    if x == bad:
+        os._exit(7)
+    return x
+
+
+def test_crash_inside_a_batch_charges_only_that_element() -> None:
+    with ProcessPoolTaskRunner(max_workers=2, chunksize=50) as runner:
+        futures = runner.map(crash_at, {"x": range(200), "bad": 120})
+        states = [f.state for f in futures if f.wait() is None]
+    crashed = [i for i, state in enumerate(states) if not state.is_completed()]
+    assert crashed == [120]
+    assert [f.result() for i, f in enumerate(futures) if i != 120] == [
+        x for x in range(200) if x != 120
+    ]
+
+
+def test_sigkilled_worker_is_replaced_and_the_rest_finish(tmp_path: Path) -> None:
+    gate = Gate(tmp_path / "gate")
+    with ProcessPoolTaskRunner(max_workers=2) as runner:
+        victim = runner.submit(block_forever, {"gate": gate.path})
+        pid = gate.wait()
+        os.kill(pid, signal.SIGKILL)
+        rest = runner.map(square, {"x": range(100)})
+        assert rest.result() == [x * x for x in range(100)]
+        assert isinstance(victim.exception(), TaskCrashed)
+        assert "SIGKILL" in str(victim.exception())
+        assert runner.submit(whoami, {}).result() != pid
+
+
+def test_timeout_kills_and_replaces_the_worker(tmp_path: Path) -> None:
+    gate = Gate(tmp_path / "gate")
+    slow = block_forever.with_options(timeout_seconds=0.2)
+    with ProcessPoolTaskRunner(max_workers=1) as runner:
+        fut = runner.submit(slow, {"gate": gate.path})
+        pid = gate.wait()
+        assert isinstance(fut.exception(), TaskTimeout)
+        assert fut.state.name == "TimedOut"
+        assert wait_gone({pid}) == set()
+        assert square.submit(3).result() == 9  # a replacement worker
+
+
+def test_cancel_running_task_kills_its_worker(tmp_path: Path) -> None:
+    gate = Gate(tmp_path / "gate")
+    with ProcessPoolTaskRunner(max_workers=1) as runner:
+        fut = runner.submit(block_forever, {"gate": gate.path})
+        pid = gate.wait()
+        assert fut.cancel() is True
+        fut.wait()
+        assert fut.state.type.name == "CANCELLED"
+        assert wait_gone({pid}) == set()
+        assert square.submit(4).result() == 16
+
+
+@task(retries=2)
+def flaky(counter: str) -> int:
+    path = Path(counter)
+    attempts = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(attempts))
+    if attempts < 2:
+        raise RuntimeError("first attempt fails")
+    return attempts
+
+
+def test_retries_apply_to_process_tasks(tmp_path: Path) -> None:
+    with ProcessPoolTaskRunner(max_workers=1) as runner:
+        fut = runner.submit(flaky, {"counter": str(tmp_path / "n")})
+        assert fut.result() == 2
+        assert fut.state.attempts == 2
+
+
+@task
+def submits_inside_worker(n: int) -> list[int]:
+    return square.map(range(n)).result()
+
+
+def test_tasks_submitted_inside_a_worker_run_there() -> None:
+    with ProcessPoolTaskRunner(max_workers=1) as runner:
+        assert runner.submit(submits_inside_worker, {"n": 10}).result() == [
+            x * x for x in range(10)
+        ]
+
+
+@flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+def process_child(xs: list[int]) -> list[int]:
+    return square.map(xs).result()
+
+
+@flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+def parent_flow() -> tuple[int, list[int]]:
+    return square.submit(2).result(), process_child([1, 2, 3])
+
+
+def test_process_flow_nested_in_a_thread_flow() -> None:
+    assert parent_flow() == (4, [1, 4, 9])
+
+
+@pytest.mark.asyncio
+async def test_async_with_and_await() -> None:
+    async with ProcessPoolTaskRunner(max_workers=2) as runner:
+        assert await runner.submit(square, {"x": 5}) == 25
+        assert await runner.map(square, {"x": [1, 2]}) == [1, 4]
+
+
+def worker_pids(runner: ProcessPoolTaskRunner) -> set[int]:
+    pool = runner._pool
+    assert pool is not None
+    return {w.process.pid for w in pool._workers if w.process.pid is not None}
+
+
+@task
+def fail() -> None:
+    raise RuntimeError("flow fails")
+
+
+def test_no_worker_survives_runner_exit_or_a_failing_flow() -> None:
+    seen: set[int] = set()
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def failing() -> None:
+        square.map(range(10)).result()
+        runner = _current_process_runner()
+        seen.update(worker_pids(runner))
+        fail.submit().result()
+
+    with pytest.raises(RuntimeError, match="flow fails"):
+        failing()
+    assert seen
+    assert wait_gone(seen) == set()
+
+
+def _current_process_runner() -> ProcessPoolTaskRunner:
+    from asyncflow._runners._base import entered_runner
+
+    runner = entered_runner()
+    assert isinstance(runner, ProcessPoolTaskRunner)
+    return runner
+
+
+def test_settings_and_bad_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASYNCFLOW_TASK_RUNNER_PROCESS_POOL_MAX_WORKERS", "3")
+    assert ProcessPoolTaskRunner().max_workers == 3
+    monkeypatch.delenv("ASYNCFLOW_TASK_RUNNER_PROCESS_POOL_MAX_WORKERS")
+    assert ProcessPoolTaskRunner().max_workers == len(os.sched_getaffinity(0))
+    assert ProcessPoolTaskRunner(2, mp_context="spawn").duplicate().max_workers == 2
+    with pytest.raises(ValueError, match="max_workers"):
+        ProcessPoolTaskRunner(0)
+    with pytest.raises(ValueError, match="chunksize"):
+        ProcessPoolTaskRunner(2, chunksize=0)
+    with pytest.raises(ValueError, match="no-such-method"):
+        ProcessPoolTaskRunner(2, mp_context="no-such-method")
+
+
+SCRIPT_HEAD = """
+import os, sys, time
+sys.path.insert(0, {root!r})
+from asyncflow import flow, task
+from asyncflow.task_runners import ProcessPoolTaskRunner
+
+@task
+def forever(i):
+    os.write(1, f"started {{os.getpid()}}\\n".encode())  # one write: workers share stdout
+    while True:
+        time.sleep(3600)
+"""
+
+
+def _spawn_script(tmp_path: Path, body: str) -> subprocess.Popen[bytes]:
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT_HEAD.format(root=str(ROOT)) + textwrap.dedent(body))
+    return subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _read_started(proc: subprocess.Popen[bytes], n: int, timeout: float = 20.0) -> set[int]:
+    """Pids of the first `n` workers that report "started"; the script's output on failure."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while seen.count(b"started") < n and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(fd, 4096) if ready else b""
+        if not chunk:
+            break
+        seen += chunk
+    pids = {int(line.split()[1]) for line in seen.splitlines() if line.startswith(b"started")}
+    if len(pids) < n:
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"workers did not start: {seen!r}\nstderr: {err!r}")
+    return pids
+
+
+def test_ctrl_c_exits_fast_and_leaves_no_worker(tmp_path: Path) -> None:
+    proc = _spawn_script(
+        tmp_path,
+        """
+        @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+        def main():
+            futures = forever.map(range(4))
+            futures.result()
+
+        if __name__ == "__main__":
+            main()
+        """,
+    )
+    workers = _read_started(proc, 2)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=10)
+    elapsed = time.monotonic() - sent
+    assert proc.returncode != 0
+    assert b"KeyboardInterrupt" in err
+    assert elapsed < 2.0, elapsed
+    assert wait_gone(workers) == set()
+
+
+def test_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
+    proc = _spawn_script(
+        tmp_path,
+        """
+        if __name__ == "__main__":
+            with ProcessPoolTaskRunner(max_workers=2) as runner:
+                runner.map(forever, {"i": range(2)}).result()
+        """,
+    )
+    workers = _read_started(proc, 2)
+    proc.kill()
+    proc.communicate(timeout=10)
+    assert wait_gone(workers) == set()
