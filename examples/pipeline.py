@@ -1,8 +1,9 @@
 """asyncflow's main example: a small text-analytics pipeline.
 
 It mixes async tasks (simulated I/O on the event loop), sync tasks (on a thread
-pool), `.submit`, `.map`, `unmapped`, `wait_for`, a nested flow, and a failure
-handled with `raise_on_failure=False`, then prints what ran where.
+pool), CPU-bound tasks (in worker processes, in a nested flow), `.submit`, `.map`,
+`unmapped`, `wait_for`, and a failure handled with `raise_on_failure=False`, then
+prints what ran where.
 
 Run it with:  python examples/pipeline.py
 """
@@ -11,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
+import multiprocessing
+import os
 import threading
 import time
 
 from asyncflow import flow, task, unmapped
-from asyncflow.task_runners import ThreadPoolTaskRunner
+from asyncflow.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 DOCUMENTS = {
     "alpha": "the quick brown fox jumps over the lazy dog",
@@ -77,6 +81,22 @@ def announce() -> None:
     record("announce")
 
 
+@task
+def fingerprint(text: str, rounds: int) -> tuple[str, str]:
+    """CPU-bound: runs in a worker process (its own interpreter and GIL). It cannot
+    append to this process's log, so it returns where it ran."""
+    digest = text.encode()
+    for _ in range(rounds):
+        digest = hashlib.sha256(digest).digest()
+    worker = multiprocessing.current_process().name
+    return digest.hex()[:12], f"{worker} (pid {os.getpid()})"
+
+
+@flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+def fingerprints(texts: list[str]) -> list[tuple[str, str]]:
+    return fingerprint.map(texts, unmapped(50_000))
+
+
 @flow(task_runner=ThreadPoolTaskRunner(max_workers=4))
 def word_counts(names: list[str]) -> dict[str, int]:
     texts = fetch.map(names)  # async tasks, one per document
@@ -88,6 +108,10 @@ def word_counts(names: list[str]) -> dict[str, int]:
             print(f"  ! skipped {name}: {type(value).__name__}: {value}")
         else:
             good.append(fut)
+    # A nested flow with its own runner: CPU-bound work in worker processes.
+    for digest, where in fingerprints([f.result() for f in good]):
+        with log_lock:
+            log.append(f"{'fingerprint(' + digest[:6] + '...)':<28} ran on {where}")
     words = tokenize.map(good, unmapped({"the", "and", "of", "in", "one"}))
     counts = count.map(words)  # each waits for its own tokenize run
     done = announce.submit(wait_for=counts)  # ordering without data

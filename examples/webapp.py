@@ -37,7 +37,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from asyncflow import flow, task
-from asyncflow.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+from asyncflow.task_runners import ProcessPoolTaskRunner
 from asyncflow.web import SharedTaskRunner, ShutdownErrorMiddleware, engine
 
 ROUNDS = 2_000  # sha256 rounds of the CPU-bound task: about a millisecond
@@ -84,18 +84,10 @@ def where() -> str:
     return f"pid {os.getpid()} thread {threading.current_thread().name}"
 
 
-# ---- the CPU runner: processes once ProcessPoolTaskRunner exists -----------------------
+# ---- the CPU runner: one process pool shared by every request ---------------------------
 
-
-def cpu_runner() -> tuple[TaskRunner, str]:
-    try:
-        return ProcessPoolTaskRunner(max_workers=CPU_WORKERS), "processes"
-    except NotImplementedError:
-        # Fallback while ProcessPoolTaskRunner is being built (issue #4); remove then.
-        return ThreadPoolTaskRunner(max_workers=CPU_WORKERS), "threads"
-
-
-CPU_RUNNER, CPU_KIND = cpu_runner()
+CPU_RUNNER = ProcessPoolTaskRunner(max_workers=CPU_WORKERS)
+CPU_KIND = "processes"
 
 
 # ---- the flows -------------------------------------------------------------------------
@@ -145,11 +137,7 @@ ENGINE = engine(max_workers=IO_WORKERS, grace_seconds=5.0, runners={"cpu": CPU_R
 
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    raw_cpu: concurrent.futures.Executor
-    if CPU_KIND == "processes":
-        raw_cpu = concurrent.futures.ProcessPoolExecutor(CPU_WORKERS)
-    else:
-        raw_cpu = concurrent.futures.ThreadPoolExecutor(CPU_WORKERS, "raw-cpu")
+    raw_cpu = concurrent.futures.ProcessPoolExecutor(CPU_WORKERS)
     raw_io = concurrent.futures.ThreadPoolExecutor(IO_WORKERS, "raw-io")
     app.state.raw_pools = (raw_io, raw_cpu)
     try:
@@ -182,13 +170,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     parser.add_argument("--quiet", action="store_true", help="no access log")
     args = parser.parse_args()
-    if CPU_KIND == "processes":
-        print("webapp: CPU-bound tasks run in worker processes (ProcessPoolTaskRunner)")
-    else:
-        print(
-            "webapp: CPU-bound tasks run on threads (ThreadPoolTaskRunner): "
-            "ProcessPoolTaskRunner is not available yet"
-        )
+    print("webapp: CPU-bound tasks run in worker processes (ProcessPoolTaskRunner)")
     config = uvicorn.Config(
         app,
         host="127.0.0.1",

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from asyncflow import check_cancelled, flow, task
-from asyncflow.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+from asyncflow.task_runners import ProcessPoolTaskRunner, TaskRunner
 from asyncflow.web import SharedTaskRunner, ShutdownErrorMiddleware, engine
 
 HERE = Path(__file__).resolve()
@@ -90,10 +90,7 @@ async def proc_flow(tag: str) -> str:
 
 
 def _cpu_runner() -> TaskRunner:
-    try:
-        return ProcessPoolTaskRunner(max_workers=1)
-    except NotImplementedError:  # until ProcessPoolTaskRunner exists (issue #4)
-        return ThreadPoolTaskRunner(max_workers=1)
+    return ProcessPoolTaskRunner(max_workers=1)
 
 
 def make_app(grace: float) -> Any:
