@@ -16,6 +16,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -481,6 +482,8 @@ def start_on_loop(run: Run, loop: asyncio.AbstractEventLoop) -> None:
 def _create_task(run: Run, loop: asyncio.AbstractEventLoop) -> None:
     if run.future._state._final:
         return
-    # Entering the run's context makes the task copy it (works on 3.10, which has no
-    # `context=` argument to create_task).
-    run.task = run.context.run(loop.create_task, _task_body(run))
+    if sys.version_info >= (3, 11):  # the task runs in the run's own context copy, as is
+        run.task = loop.create_task(_task_body(run), context=run.context)
+    else:  # 3.10: entering the run's context makes the task copy it
+        run.task = run.context.run(loop.create_task, _task_body(run))
+
