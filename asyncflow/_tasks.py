@@ -318,7 +318,13 @@ class Task(TaskSpec, Generic[P, R]):
 
         `str`/`bytes` and non-iterables are broadcast; wrap an iterable in
         `unmapped(...)` to broadcast it. Defaults are not mapped.
+        `max_concurrency=N` runs at most N of this map's runs at once (unless the
+        function itself has a parameter of that name, which then gets the value).
         """
+        if "max_concurrency" in kwargs and "max_concurrency" not in self._signature.parameters:
+            limit = kwargs.pop("max_concurrency")
+            if limit is not None:
+                return self.with_options(max_concurrency=limit).map(*args, **kwargs)
         wait_for: Iterable[Any] | None = kwargs.pop(_RESERVED, None)
         try:
             params = dict(self._signature.bind(*args, **kwargs).arguments)

@@ -451,6 +451,36 @@ def test_with_options_max_concurrency_has_its_own_limit_and_cancel_while_parked(
     assert futures[2].state.is_cancelled()
 
 
+@pytest.mark.timeout(10)
+def test_map_max_concurrency_bounds_that_map_only() -> None:
+    gate = threading.Barrier(3)  # two runs of the map and the test
+    release = threading.Event()
+
+    @task
+    def work(i: int) -> int:
+        if i < 2:
+            gate.wait(WAIT)
+        release.wait(WAIT)
+        return i
+
+    @task
+    def takes_limit(max_concurrency: int) -> int:
+        return max_concurrency
+
+    with ThreadPoolTaskRunner(max_workers=8):
+        futures = work.map(range(6), max_concurrency=2)
+        gate.wait(WAIT)  # runs 0 and 1 are running...
+        assert [f.state.name for f in futures].count("Running") == 2  # ...and only they
+        other = work.submit(9)  # the task itself is not limited
+        release.set()
+        assert futures.result(timeout=WAIT) == list(range(6))
+        assert other.result(timeout=WAIT) == 9
+        # A function with a parameter of that name gets the value mapped as usual.
+        assert takes_limit.map(max_concurrency=[1, 2]).result(timeout=WAIT) == [1, 2]
+    with pytest.raises(ValueError, match="max_concurrency"):
+        work.map(range(2), max_concurrency=0)
+
+
 # ---- streaming ---------------------------------------------------------------------------
 
 
