@@ -305,7 +305,7 @@ class Task(TaskSpec, Generic[P, R]):
         `wait_for=[futures]` orders this run after them without passing data.
         """
         wait_for = kwargs.pop(_RESERVED, None)
-        return current_runner().submit(self, self._bind(args, kwargs), wait_for=wait_for)
+        return current_runner()._submit_bound(self, self._bind(args, kwargs), wait_for)
 
     @overload
     def map(self: Task[P, Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> FutureList[T]: ...

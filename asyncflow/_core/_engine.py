@@ -414,8 +414,7 @@ async def execute_async(run: Run) -> None:
     token = current_run.set(run)
     attempt = 1
     timer = None
-    task = asyncio.current_task()
-    if run.timeout is not None and task is not None:
+    if run.timeout is not None and (task := asyncio.current_task()) is not None:
         timer = asyncio.get_running_loop().call_later(run.timeout, _expire_async, run, task)
     try:
         while True:
@@ -425,8 +424,9 @@ async def execute_async(run: Run) -> None:
                 if run.cancel_reason != "timeout":
                     cancelled(run)
                     raise
-                if task is not None and hasattr(task, "uncancel"):
-                    task.uncancel()  # our own cancellation, consumed here (3.11+)
+                current = asyncio.current_task()
+                if current is not None and hasattr(current, "uncancel"):
+                    current.uncancel()  # our own cancellation, consumed here (3.11+)
                 complete(run, _timed_out_state(run, attempt), None, _timeout_error(run))
                 return
             except BaseException as exc:
@@ -464,13 +464,6 @@ def check_cancelled() -> None:
     raise TaskCancelled(f"task {run.future.name!r} was cancelled")
 
 
-async def _task_body(run: Run) -> None:
-    try:
-        await execute_async(run)
-    except asyncio.CancelledError:
-        pass  # recorded on the future; nobody awaits this asyncio task itself
-
-
 def start_on_loop(run: Run, loop: asyncio.AbstractEventLoop) -> None:
     """Schedule an async run as a task on `loop`, from any thread."""
     if _get_running_loop() is loop:
@@ -483,7 +476,6 @@ def _create_task(run: Run, loop: asyncio.AbstractEventLoop) -> None:
     if run.future._state._final:
         return
     if sys.version_info >= (3, 11):  # the task runs in the run's own context copy, as is
-        run.task = loop.create_task(_task_body(run), context=run.context)
+        run.task = loop.create_task(execute_async(run), context=run.context)
     else:  # 3.10: entering the run's context makes the task copy it
-        run.task = run.context.run(loop.create_task, _task_body(run))
-
+        run.task = run.context.run(loop.create_task, execute_async(run))

@@ -200,18 +200,25 @@ class TaskRunner(abc.ABC):
                 f"{self.name}.submit() expects a task (a function decorated with @task), "
                 f"got {type(task).__name__}: {task!r}"
             )
+        return self._submit_bound(task, dict(parameters), wait_for)
+
+    def _submit_bound(
+        self, task: TaskSpec, params: dict[str, Any], wait_for: Iterable[Any] | None = None
+    ) -> TaskFuture[Any]:
+        """`submit` once `task` is known to be a task and `params` a fresh dict (the
+        hot path of `Task.submit`)."""
         if not self._started:
             raise RunnerNotStarted(
                 f"{self.name} is not started: use `with runner:` or `async with runner:` "
                 f"before submitting task {task.name!r}"
             )
-        params = dict(parameters)
         upstreams, rebuild = find_upstreams(params)
         if wait_for is not None:
             upstreams.extend(wait_for_upstreams(wait_for, task.name))
         for fut, _ in upstreams:
             _check_not_circular(fut, task.name)
-        run = new_run(self, task, params, rebuild, self._async_loop() if task.is_async else None)
+        loop = self._async_loop() if task.is_async else None
+        run = new_run(self, task, params, rebuild, loop)
         self._inflight.add(run)
         try:
             _engine.submit(run, upstreams)
