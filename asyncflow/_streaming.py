@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 from ._core._context import enter_blocking, exit_blocking
-from ._core._future import TaskFuture
+from ._core._future import Suspend, TaskFuture
 from ._runners._base import TaskRunner, TaskSpec, current_runner
 
 __all__ = ("MapIter",)
@@ -57,8 +57,7 @@ class _Window:
         self._finished: collections.deque[TaskFuture[Any]] = collections.deque()
 
     def _on_done(self, fut: TaskFuture[Any]) -> None:
-        if not self._ordered:
-            self._finished.append(fut)  # deque.append is atomic: callbacks run anywhere
+        self._finished.append(fut)  # deque.append is atomic: callbacks run anywhere
         self._wake()
 
     def fill(self) -> None:
@@ -69,7 +68,8 @@ class _Window:
                 return
             fut = self._runner.submit(self._task, self._bind(args, self._static))
             self._in_flight.append(fut)
-            fut.add_done_callback(self._on_done)
+            if not self._ordered:  # ordered: the consumer waits on the head future itself
+                fut.add_done_callback(self._on_done)
 
     def pop_ready(self) -> TaskFuture[Any] | None:
         """The next future to yield, if it is final; None if the caller must wait."""
@@ -82,6 +82,11 @@ class _Window:
             self._in_flight.remove(fut)
             return fut
         return None
+
+    @property
+    def head(self) -> TaskFuture[Any]:
+        """The future an ordered consumer waits for (the window is not empty)."""
+        return self._in_flight[0]
 
     def check_can_block(self) -> None:
         for fut in self._in_flight:
@@ -150,6 +155,9 @@ class MapIter(Generic[T]):
                 event.clear()
                 fut = window.pop_ready()
                 if fut is None:
+                    if self._ordered:
+                        window.head._wait(None)  # lends this worker's slot while it blocks
+                        continue
                     window.check_can_block()
                     pool = enter_blocking()
                     try:
@@ -179,7 +187,10 @@ class MapIter(Generic[T]):
                 event.clear()
                 fut = window.pop_ready()
                 if fut is None:
-                    await event.wait()
+                    if self._ordered:
+                        await Suspend(window.head)
+                    else:
+                        await event.wait()
                     continue
                 window.fill()
                 yield await fut
