@@ -158,7 +158,7 @@ def test_import_asyncflow_stays_lean() -> None:
         "asyncflow.states, asyncflow.exceptions, asyncflow.settings\n"
         "print(json.dumps(sorted(m for m in sys.modules "
         "if m.split('.')[0] in ('dask', 'distributed', 'cloudpickle', 'uvloop', 'starlette', "
-        "'uvicorn', 'httpx'))))"
+        "'uvicorn', 'httpx', 'multiprocessing'))))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30

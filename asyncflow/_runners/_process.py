@@ -23,14 +23,17 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-from multiprocessing.context import BaseContext
+from typing import TYPE_CHECKING
 
 from .._core import _engine
 from ..settings import get_settings
 from ._base import TaskRunner
-from ._process_pool import ProcessPool, default_context
+
+if TYPE_CHECKING:  # multiprocessing is imported when a runner is configured or started
+    from multiprocessing.context import BaseContext
+
+    from ._process_pool import ProcessPool
 
 __all__ = ("ProcessPoolTaskRunner",)
 
@@ -40,6 +43,17 @@ def _default_max_workers() -> int:
         return len(os.sched_getaffinity(0))  # the CPUs this process may run on
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def _check_context(mp_context: str | BaseContext) -> BaseContext:
+    import multiprocessing
+    from multiprocessing.context import BaseContext
+
+    if isinstance(mp_context, str):
+        return multiprocessing.get_context(mp_context)  # ValueError if unknown
+    if not isinstance(mp_context, BaseContext):
+        raise TypeError(f"mp_context must be a start method name or context, got {mp_context!r}")
+    return mp_context
 
 
 class ProcessPoolTaskRunner(TaskRunner):
@@ -69,9 +83,8 @@ class ProcessPoolTaskRunner(TaskRunner):
             isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1
         ):
             raise ValueError(f"chunksize must be a positive int or None, got {chunksize!r}")
-        if isinstance(mp_context, str):
-            mp_context = multiprocessing.get_context(mp_context)  # ValueError if unknown
-        elif mp_context is not None and not isinstance(mp_context, BaseContext):
+        if mp_context is not None:
+            mp_context = _check_context(mp_context)
             raise TypeError(
                 f"mp_context must be a start method name or context, got {mp_context!r}"
             )
@@ -91,6 +104,8 @@ class ProcessPoolTaskRunner(TaskRunner):
         return f"ProcessPoolTaskRunner(max_workers={self._max_workers})"
 
     def _start_resources(self) -> None:
+        from ._process_pool import ProcessPool, default_context
+
         context = self._mp_context or default_context()
         self._pool = ProcessPool(self._max_workers, context, self._chunksize, "asyncflow-process")
 
