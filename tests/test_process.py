@@ -354,6 +354,8 @@ def test_settings_and_bad_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
         ProcessPoolTaskRunner(2, chunksize=0)
     with pytest.raises(ValueError, match="no-such-method"):
         ProcessPoolTaskRunner(2, mp_context="no-such-method")
+    with pytest.raises(TypeError, match="mp_context"):
+        ProcessPoolTaskRunner(2, mp_context=42)  # type: ignore[arg-type]
 
 
 SCRIPT_HEAD = """

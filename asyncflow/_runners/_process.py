@@ -85,9 +85,6 @@ class ProcessPoolTaskRunner(TaskRunner):
             raise ValueError(f"chunksize must be a positive int or None, got {chunksize!r}")
         if mp_context is not None:
             mp_context = _check_context(mp_context)
-            raise TypeError(
-                f"mp_context must be a start method name or context, got {mp_context!r}"
-            )
         self._max_workers = max_workers
         self._mp_context = mp_context
         self._chunksize = chunksize
