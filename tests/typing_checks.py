@@ -73,8 +73,17 @@ async def async_flow(key: str) -> bytes:
     return value
 
 
+def runner_calls() -> None:
+    with ThreadPoolTaskRunner(max_workers=2) as runner:
+        assert_type(runner.submit(double, {"x": 1}), TaskFuture[int])
+        assert_type(runner.submit(fetch, {"key": "k"}), TaskFuture[bytes])
+        assert_type(runner.map(double, {"x": [1, 2]}), FutureList[int])
+        assert_type(runner.map(fetch, {"key": ["a"]}).result(), list[bytes])
+
+
 def run_all() -> tuple[list[int], bytes]:
     """Run both flows (called by test_typing.py); the results' types are checked too."""
+    runner_calls()
     ints = sync_flow(3)
     assert_type(ints, list[int])
     coro = assert_type(async_flow("k"), Coroutine[Any, Any, bytes])

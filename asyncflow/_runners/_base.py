@@ -16,9 +16,9 @@ import abc
 import asyncio
 import contextvars
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .._arguments import allow_failure, expand_map, find_upstreams, resolve
 from .._core import _engine, _portal
@@ -27,6 +27,9 @@ from .._core._exceptions import CircularDependency, RunnerNotStarted
 from .._core._future import FutureList, Suspend, TaskFuture
 from .._core._policy import ConcurrencyLimit, RetryPolicy
 from .._core._states import State, StateType
+
+if TYPE_CHECKING:  # for the overloads only: _tasks imports this module
+    from .._tasks import Task
 
 __all__ = (
     "Call",
@@ -40,6 +43,7 @@ __all__ = (
 
 logger = logging.getLogger("asyncflow")
 R = TypeVar("R")
+T = TypeVar("T")
 Self_ = TypeVar("Self_", bound="TaskRunner")
 
 _REPORTED = (StateType.FAILED, StateType.CRASHED)
@@ -183,6 +187,33 @@ class TaskRunner(abc.ABC):
             self._failed.append(run.future)
 
     # ---- submission --------------------------------------------------------------------
+    @overload
+    def submit(
+        self,
+        task: Task[..., Coroutine[Any, Any, T]],
+        parameters: Mapping[str, Any],
+        wait_for: Iterable[Any] | None = None,
+        dependencies: Mapping[str, Any] | None = None,
+    ) -> TaskFuture[T]: ...
+
+    @overload
+    def submit(
+        self,
+        task: Task[..., T],
+        parameters: Mapping[str, Any],
+        wait_for: Iterable[Any] | None = None,
+        dependencies: Mapping[str, Any] | None = None,
+    ) -> TaskFuture[T]: ...
+
+    @overload
+    def submit(
+        self,
+        task: object,
+        parameters: Mapping[str, Any],
+        wait_for: Iterable[Any] | None = None,
+        dependencies: Mapping[str, Any] | None = None,
+    ) -> TaskFuture[Any]: ...
+
     def submit(
         self,
         task: Any,
@@ -226,6 +257,27 @@ class TaskRunner(abc.ABC):
             _engine.crashed(run, exc)
             raise
         return run.future
+
+    @overload
+    def map(
+        self,
+        task: Task[..., Coroutine[Any, Any, T]],
+        parameters: Mapping[str, Any],
+        wait_for: Iterable[Any] | None = None,
+    ) -> FutureList[T]: ...
+
+    @overload
+    def map(
+        self,
+        task: Task[..., T],
+        parameters: Mapping[str, Any],
+        wait_for: Iterable[Any] | None = None,
+    ) -> FutureList[T]: ...
+
+    @overload
+    def map(
+        self, task: object, parameters: Mapping[str, Any], wait_for: Iterable[Any] | None = None
+    ) -> FutureList[Any]: ...
 
     def map(
         self,
