@@ -42,6 +42,7 @@ __all__ = (
     "expire",
     "failure_state",
     "mark_running",
+    "mark_running_many",
     "retry_delay",
     "start",
     "start_on_loop",
@@ -335,6 +336,19 @@ def mark_running(run: Run, attempt: int = 1) -> bool:
         loop = _portal.get_loop()
         loop.call_soon_threadsafe(_arm_timer, run, loop)
     return True
+
+
+def mark_running_many(runs: list[Run]) -> list[Run]:
+    """`mark_running` for a batch handed over together, under one lock round-trip;
+    returns the runs that may start (runs with a timeout are never batched)."""
+    started = []
+    with LOCK:
+        for run in runs:
+            fut = run.future
+            if not fut._state._final:
+                fut._state = State(StateType.RUNNING, attempts=1)
+                started.append(run)
+    return started
 
 
 def _arm_timer(run: Run, loop: asyncio.AbstractEventLoop) -> None:

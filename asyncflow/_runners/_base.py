@@ -294,9 +294,21 @@ class TaskRunner(abc.ABC):
         if wait_for is not None:
             wait_for_upstreams(wait_for, task.name)  # validate once, before any run starts
             wait = list(wait_for) if not isinstance(wait_for, TaskFuture) else [wait_for]
-        return FutureList(
-            self.submit(task, params, wait_for=wait) for params in expand_map(task.name, parameters)
-        )
+        expanded = expand_map(task.name, parameters)
+        batching = self._begin_batch()
+        try:
+            return FutureList(self._submit_bound(task, params, wait) for params in expanded)
+        finally:
+            if batching:
+                self._end_batch()
+
+    def _begin_batch(self) -> bool:
+        """A `map` starts: runners may hold the runs it starts and hand them over at
+        once in `_end_batch` (True if they do)."""
+        return False
+
+    def _end_batch(self) -> None:  # noqa: B027  (an optional hook: a no-op by default)
+        """Hand over the runs held since `_begin_batch`."""
 
     def cancel_all(self) -> int:
         """Cancel every accepted run that has not started; running ones finish.

@@ -121,6 +121,13 @@ class ProcessPoolTaskRunner(TaskRunner):
             return
         pool.submit(run)
 
+    def _begin_batch(self) -> bool:
+        return self._pool is not None and self._pool.begin_batch()
+
+    def _end_batch(self) -> None:
+        if self._pool is not None:
+            self._pool.end_batch()
+
     def cancel_running(self, run: _engine.Run) -> bool:
         pool = self._pool
         return pool is not None and pool.cancel_running(run)

@@ -93,6 +93,7 @@ class ProcessPool:
         self._ids = itertools.count()
         self._worker_ids = itertools.count(1)
         self._closing = False
+        self._held = threading.local()  # runs a `.map` holds until it has made them all
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._reader = threading.Thread(target=self._serve, name=f"{name}-io", daemon=True)
@@ -110,7 +111,25 @@ class ProcessPool:
         except SerializationError as exc:
             _engine.complete(run, State(StateType.FAILED, message=str(exc)), None, exc)
             return
-        self._enqueue(_Item(run, next(self._ids), fn, call_bytes))
+        item = _Item(run, next(self._ids), fn, call_bytes)
+        held = getattr(self._held, "items", None)
+        if held is not None:
+            held.append(item)  # a map is submitting: handed over at once in end_batch
+        else:
+            self._enqueue([item])
+
+    def begin_batch(self) -> bool:
+        """Hold the runs this thread hands over until `end_batch` (one lock round-trip
+        for a whole `.map`). False if this thread already holds a batch."""
+        if getattr(self._held, "items", None) is not None:
+            return False
+        self._held.items = []
+        return True
+
+    def end_batch(self) -> None:
+        items, self._held.items = self._held.items, None
+        if items:
+            self._enqueue(items)
 
     def _function(self, task: Any) -> tuple[int, bytes]:
         fn = self._functions.get(task)
@@ -125,19 +144,20 @@ class ProcessPool:
             fn = self._functions[task] = (len(self._functions), data)
         return fn
 
-    def _enqueue(self, item: _Item, front: bool = False) -> None:
+    def _enqueue(self, items: list[_Item], front: bool = False) -> None:
         with self._lock:
             closing = self._closing
             if not closing:
                 if front:
-                    self._queue.appendleft(item)
+                    self._queue.extendleft(reversed(items))
                 else:
-                    self._queue.append(item)
+                    self._queue.extend(items)
                 self._feed_idle()
                 if self._queue and len(self._workers) < self._max_workers:
                     self._wake()  # the reader thread starts workers
         if closing:
-            _engine.cancelled(item.run, "cancelled: its runner shut down before it started")
+            for item in items:
+                _engine.cancelled(item.run, "cancelled: its runner shut down before it started")
 
     def _wake(self) -> None:
         try:
@@ -166,14 +186,13 @@ class ProcessPool:
     def _send(self, worker: _Worker, items: list[_Item]) -> bool:
         """Send the runs of `items` that may still start; False if none could."""
         batch = []
+        if len(items) > 1 and not any(item.sent or item.attempt > 1 for item in items):
+            # A fresh batch (no timeouts in batches): one lock round-trip marks them all.
+            ready = {id(run) for run in _engine.mark_running_many([i.run for i in items])}
+            items = [item for item in items if id(item.run) in ready]
+        else:
+            items = [item for item in items if self._mark_running(item)]
         for item in items:
-            run = item.run
-            if item.sent or item.attempt > 1:
-                started = run.future._set_running(item.attempt)
-            else:
-                started = _engine.mark_running(run)
-            if not started:
-                continue  # cancelled while queued
             item.sent = True
             key, data = item.fn
             fn_bytes = None if key in worker.known else data
@@ -187,6 +206,12 @@ class ProcessPool:
         except OSError:
             _kill(worker)  # broken pipe: the reader will see it die and re-queue
         return True
+
+    @staticmethod
+    def _mark_running(item: _Item) -> bool:
+        if item.sent or item.attempt > 1:  # re-sent after a death, or retried
+            return item.run.future._set_running(item.attempt)
+        return _engine.mark_running(item.run)  # arms the run's deadline, if any
 
     def _feed_idle(self) -> None:
         while self._idle and self._queue:
@@ -298,9 +323,9 @@ class ProcessPool:
         item.attempt += 1
         if delay:
             loop = _portal.get_loop()
-            loop.call_soon_threadsafe(loop.call_later, delay, self._enqueue, item, True)
+            loop.call_soon_threadsafe(loop.call_later, delay, self._enqueue, [item], True)
         else:
-            self._enqueue(item, front=True)
+            self._enqueue([item], front=True)
 
     def _on_death(self, worker: _Worker) -> None:
         self._drain(worker)  # results it sent before dying still count
