@@ -147,7 +147,7 @@ def upstream_value(fut: TaskFuture[Any], allow: bool) -> Any:
     """The value a final upstream contributes to its downstream's arguments."""
     if fut._exception is None:
         fut._observed = True
-        return fut._value
+        return fut._get_value()
     if allow:
         fut._observed = True
         return fut._exception

@@ -22,7 +22,7 @@ import pytest
 from distributed.client import FuturesCancelledError
 
 from asyncflow import allow_failure, exceptions, flow, task, unmapped
-from asyncflow._runners import _dask
+from asyncflow._core._future import Deferred
 from asyncflow.contrib.dask import DaskTaskRunner
 from asyncflow.task_runners import TaskRunner, ThreadPoolTaskRunner
 
@@ -401,8 +401,8 @@ def test_same_runner_upstreams_are_passed_as_dask_futures(
         # On the scheduler, b's task depends on a's: the value went worker to worker...
         assert runner.client.run_on_scheduler(dependencies) == [a_key]
         # ...and never came to the client: it is still on the cluster.
-        assert _dask._SLOT.__get__(a) is _dask._ON_CLUSTER
-        assert _dask._SLOT.__get__(b) == 1000  # a leaf: fetched eagerly, with its batch
+        assert isinstance(a._value, Deferred)
+        assert b._value == 1000  # a leaf: fetched eagerly, with its batch
         with ThreadPoolTaskRunner(max_workers=1) as other:
             c = other.submit(payload_size, {"data": a})  # another runner: fetched for it
             assert c.result(timeout=WAIT) == 1000
@@ -422,14 +422,13 @@ def test_values_left_on_the_cluster_are_read_on_demand_and_kept_on_exit(
         shared.gate.set()
         assert b.result(timeout=WAIT) == 10
         assert d.result(timeout=WAIT) == 20
-        assert _dask._SLOT.__get__(a) is _dask._ON_CLUSTER
+        assert isinstance(a._value, Deferred)
         assert a.result() == b"x" * 10  # read on demand, from the cluster
-        assert _dask._SLOT.__get__(a) == b"x" * 10  # then kept
-        assert _dask._SLOT.__get__(kept) is _dask._ON_CLUSTER
+        assert a._value == b"x" * 10  # then kept
+        assert isinstance(kept._value, Deferred)
     # The runner fetched what was still on the cluster before closing its client.
-    assert _dask._SLOT.__get__(kept) == b"x" * 20
+    assert kept._value == b"x" * 20
     assert kept.result() == b"x" * 20
-    assert kept not in _dask._REMOTE_VALUES
 
 
 @pytest.mark.asyncio

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "LOCK",
+    "Deferred",
     "FutureList",
     "Suspend",
     "TaskFuture",
@@ -97,6 +98,19 @@ class _LoopWaker:
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+class Deferred:
+    """A completed run's value that its runner left elsewhere (e.g. on a Dask
+    cluster): `load()` fetches it the first time someone reads the future."""
+
+    __slots__ = ("load",)
+
+    def __init__(self, load: Callable[[], Any]) -> None:
+        self.load = load
+
+    def __repr__(self) -> str:
+        return "<value not fetched yet>"
 
 
 class TaskFuture(Generic[R]):
@@ -204,10 +218,17 @@ class TaskFuture(Generic[R]):
         self._observed = True
         exc = self._exception
         if exc is None:
-            return self._value  # type: ignore[no-any-return]  # R is erased at runtime
+            return self._get_value()  # type: ignore[no-any-return]  # R is erased at runtime
         if raise_on_failure:
             raise exc
         return exc  # type: ignore[return-value]  # documented: the exception object
+
+    def _get_value(self) -> Any:
+        """The value of a completed run, loaded now if its runner deferred it."""
+        value = self._value
+        if type(value) is Deferred:
+            value = self._value = value.load()  # racing readers both load: same value
+        return value
 
     def _check_not_self(self) -> None:
         run = current_run.get()

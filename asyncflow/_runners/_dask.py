@@ -27,6 +27,7 @@ async tasks); at the deadline the run ends TimedOut and its Dask future is cance
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import queue
 import sys
@@ -41,7 +42,7 @@ import distributed
 from .._arguments import resolve
 from .._core import _engine, _portal
 from .._core._exceptions import SerializationError
-from .._core._future import TaskFuture
+from .._core._future import Deferred, TaskFuture
 from .._core._states import State, StateType
 from ._base import Call, TaskRunner
 
@@ -252,22 +253,20 @@ class DaskTaskRunner(TaskRunner):
     def _fetch_values_left_on_cluster(self) -> None:
         """Values still on the cluster whose futures are alive come home (one gather)
         before the client closes; values nobody holds are simply released."""
-        lazy = [fut for fut in list(self._results) if _SLOT.__get__(fut) is _ON_CLUSTER]
+        lazy = [fut for fut in list(self._results) if type(fut._value) is Deferred]
         if not lazy or self._client is None:
             return
-        remotes = [_REMOTE_VALUES[fut] for fut in lazy]
         try:
-            values = self._client.gather(remotes)
+            values = self._client.gather([self._results[fut] for fut in lazy])
         except Exception:  # one was lost: keep what can be fetched
             for fut in lazy:
                 try:
-                    _fetch(fut)
+                    fut._get_value()
                 except Exception as exc:
                     _engine.logger.error("the value of task %r is lost: %s", fut.name, exc)
             return
         for fut, value in zip(lazy, values, strict=True):
-            _SLOT.__set__(fut, value)
-            _REMOTE_VALUES.pop(fut, None)
+            fut._value = value
 
     def _close_owned_cluster(self) -> None:
         cluster, self._owned_cluster = self._owned_cluster, None
@@ -387,10 +386,9 @@ class DaskTaskRunner(TaskRunner):
                 values = None  # one was lost: fetch them one by one below
         for run, remote, attempt in on_cluster:
             fut = run.future
-            fut.__class__ = _ClusterValueFuture  # same layout: reads of _value fetch it
-            _REMOTE_VALUES[fut] = remote
             self._results[fut] = remote
-            _engine.complete(run, State(StateType.COMPLETED, attempts=attempt), _ON_CLUSTER, None)
+            value = Deferred(functools.partial(_load_remote, fut.name, remote))
+            _engine.complete(run, State(StateType.COMPLETED, attempts=attempt), value, None)
         for i, (run, remote, attempt) in enumerate(fetch):
             if values is not None:
                 value = values[i]
@@ -436,53 +434,15 @@ class DaskTaskRunner(TaskRunner):
             self._submit_attempt(run, attempt)
 
 
-class _OnCluster:
-    """Stands for a value still on the Dask cluster (see `_ClusterValueFuture`)."""
-
-    def __repr__(self) -> str:
-        return "<value on the Dask cluster>"
-
-
-_ON_CLUSTER: Any = _OnCluster()
-_SLOT: Any = TaskFuture.__dict__["_value"]  # the slot that holds a future's value
-# Future -> the Dask future holding its value, while that value is on the cluster.
-_REMOTE_VALUES: weakref.WeakKeyDictionary[TaskFuture[Any], Any] = weakref.WeakKeyDictionary()
-
-
-class _ClusterValueFuture(TaskFuture[Any]):
-    """A completed future whose value is still on the Dask cluster.
-
-    Same layout as `TaskFuture` (the completion thread switches a future's class to
-    this one); the value is fetched from the cluster the first time anything reads it
-    (`.result()`, `await`, a downstream on another runner), then kept.
-    """
-
-    __slots__ = ()
-
-    @property
-    def _value(self) -> Any:
-        value = _SLOT.__get__(self)
-        return _fetch(self) if value is _ON_CLUSTER else value
-
-    @_value.setter
-    def _value(self, value: Any) -> None:
-        _SLOT.__set__(self, value)
-
-
-def _fetch(fut: TaskFuture[Any]) -> Any:
-    remote = _REMOTE_VALUES.get(fut)
-    if remote is None:  # another thread fetched it meanwhile
-        return _SLOT.__get__(fut)
+def _load_remote(name: str, remote: Any) -> Any:
+    """Fetch a value left on the cluster (the `Deferred` of a run with dependents)."""
     try:
-        value = remote.result()
+        return remote.result()
     except Exception as exc:
         raise RuntimeError(
-            f"the value of task {fut.name!r} was left on the Dask cluster and cannot be "
+            f"the value of task {name!r} was left on the Dask cluster and cannot be "
             f"fetched any more: {type(exc).__name__}: {exc}"
         ) from exc
-    _SLOT.__set__(fut, value)
-    _REMOTE_VALUES.pop(fut, None)
-    return value
 
 
 class _Finished:
