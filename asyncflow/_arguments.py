@@ -14,7 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
-from ._core._exceptions import MappingLengthMismatch, MappingMissingIterable, UpstreamFailed
+from ._core._exceptions import (
+    MappingLengthMismatch,
+    MappingMissingIterable,
+    UpstreamFailed,
+    WouldDeadlock,
+)
 from ._core._future import FutureList, TaskFuture
 
 __all__ = (
@@ -232,13 +237,35 @@ def _rebuild_sequence(value: Any, items: list[Any]) -> Any:
 # ---- .map() ----------------------------------------------------------------------------
 
 
+def _mapped_future_value(task_name: str, name: str, fut: TaskFuture[Any]) -> Any:
+    """A future passed to `.map()` is waited for and its result mapped: `.map()` must
+    know how many runs to make before it returns."""
+    try:
+        fut._wait(None)
+    except WouldDeadlock:
+        raise WouldDeadlock(
+            f"task {task_name!r}: .map() needs the elements of {name!r} now, but it is the "
+            f"future of task {fut.name!r}, which this event loop must run: in async code "
+            f"write `.map(await future)`"
+        ) from None
+    if fut._exception is not None:
+        err = UpstreamFailed(
+            f"task {task_name!r} cannot be mapped over {name!r}: its upstream task "
+            f"{fut.name!r} ended {fut._state.name}"
+        )
+        err.__cause__ = fut._exception
+        fut._observed = True
+        raise err
+    return fut._outcome(True)
+
+
 def expand_map(task_name: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One parameter dict per run of `.map()`, in input order (Prefect's rules)."""
     mapped: dict[str, list[Any]] = {}
     static: dict[str, Any] = {}
     for name, value in parameters.items():
         if isinstance(value, TaskFuture):
-            value = value.result()  # a future argument is waited for, its result mapped
+            value = _mapped_future_value(task_name, name, value)
         if isinstance(value, unmapped):
             static[name] = value.value
         elif isinstance(value, quote):

@@ -135,6 +135,37 @@ def test_a_future_argument_is_waited_for_and_its_result_mapped() -> None:
     ]
 
 
+@task
+async def make_list_async(n: int) -> list[int]:
+    await asyncio.sleep(0)
+    return list(range(n))
+
+
+@task
+def fail_list() -> list[int]:
+    raise KeyError("no list")
+
+
+@pytest.mark.asyncio
+async def test_mapping_a_future_of_this_loop_asks_to_await_it() -> None:
+    @flow
+    async def pipeline() -> list[int]:
+        upstream = make_list_async.submit(2)
+        with pytest.raises(exceptions.WouldDeadlock, match=r"\.map\(await future\)"):
+            ident.map(upstream)
+        return await ident.map(await upstream)
+
+    assert await pipeline() == [0, 1]
+
+
+@pytest.mark.usefixtures("runner")
+def test_mapping_a_failed_future_raises_upstream_failed() -> None:
+    upstream = fail_list.submit()
+    with pytest.raises(exceptions.UpstreamFailed, match="fail_list") as info:
+        ident.map(upstream)
+    assert isinstance(info.value.__cause__, KeyError)
+
+
 @pytest.mark.usefixtures("runner")
 def test_a_future_list_is_mapped_element_by_element() -> None:
     firsts = ident.map([1, 2, 3])
