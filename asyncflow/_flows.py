@@ -28,7 +28,8 @@ from ._core._future import Suspend, TaskFuture
 from ._core._policy import validate_seconds
 from ._core._states import State, StateType
 from ._runners._base import TaskRunner
-from ._runners._thread import ThreadPoolTaskRunner
+from ._runners._shared import SharedTaskRunner
+from ._runners._thread import ThreadPoolTaskRunner, installed_runner
 from ._tasks import check_hooks, is_async_callable
 
 __all__ = ("Flow", "flow")
@@ -131,8 +132,13 @@ class Flow(Generic[P, R]):
         return TaskTimeout(f"flow {self.name!r} exceeded its timeout of {self.timeout_seconds} s")
 
     def _new_runner(self) -> TaskRunner:
-        template = self.task_runner if self.task_runner is not None else ThreadPoolTaskRunner()
-        return template.duplicate()
+        if self.task_runner is not None:
+            return self.task_runner.duplicate()
+        if installed_runner() is not None:
+            # An application (a web server's lifespan) shares its pools: this call gets
+            # its own scope on them rather than a pool of its own.
+            return SharedTaskRunner()
+        return ThreadPoolTaskRunner()
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         try:

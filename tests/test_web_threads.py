@@ -154,6 +154,12 @@ async def test_flow_scopes_share_the_pool_but_not_their_structure() -> None:
             return await thread_name.submit()
 
         assert await where() == "asyncflow-web-1"  # the engine's pool, not a new one
+
+        @flow  # no task_runner: while an engine runs, the same as SharedTaskRunner()
+        def plain() -> str:
+            return thread_name.submit().result()
+
+        assert await asyncio.to_thread(plain) == "asyncflow-web-1"
         assert eng.in_flight() == 0
 
 

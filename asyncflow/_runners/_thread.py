@@ -20,7 +20,12 @@ from .._core._workers import WorkerPool
 from ..settings import get_settings
 from ._base import TaskRunner
 
-__all__ = ("ThreadPoolTaskRunner", "default_runner", "install_default_runner")
+__all__ = (
+    "ThreadPoolTaskRunner",
+    "default_runner",
+    "install_default_runner",
+    "installed_runner",
+)
 
 
 def _default_max_workers() -> int:
@@ -94,6 +99,11 @@ def install_default_runner(runner: TaskRunner | None) -> TaskRunner | None:
         raise RuntimeError(f"{runner.name} must be started before it is installed as default")
     previous, _installed = _installed, runner
     return previous
+
+
+def installed_runner() -> TaskRunner | None:
+    """The runner an application installed as the default, if any."""
+    return _installed
 
 
 def default_runner() -> TaskRunner:
