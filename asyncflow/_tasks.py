@@ -218,6 +218,8 @@ class Task(TaskSpec, Generic[P, R]):
     # ---- binding and invoking ----------------------------------------------------------
     def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         if self._simple and not kwargs and len(args) == len(self._names):
+            if len(args) == 1:  # the common case of `.submit(x)`: no zip needed
+                return {self._names[0]: args[0]}
             return dict(zip(self._names, args, strict=True))
         try:
             return dict(self._signature.bind(*args, **kwargs).arguments)

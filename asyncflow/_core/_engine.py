@@ -27,7 +27,7 @@ from ._exceptions import TaskCancelled, TaskCrashed, TaskTimeout, UpstreamFailed
 from ._future import LOCK, TaskFuture, finalize_locked, run_callbacks
 from ._policy import ConcurrencyLimit, RetryPolicy
 from ._resolver import Outcome, Resolver, Skip, Start, Upstream
-from ._states import State, StateType
+from ._states import State, StateType, completed_state, running_state
 
 __all__ = (
     "Run",
@@ -346,7 +346,7 @@ def mark_running_many(runs: list[Run]) -> list[Run]:
         for run in runs:
             fut = run.future
             if not fut._state._final:
-                fut._state = State(StateType.RUNNING, attempts=1)
+                fut._state = running_state(1)
                 started.append(run)
     return started
 
@@ -406,7 +406,7 @@ def execute_sync(run: Run) -> None:
             if not mark_running(run, attempt):
                 return
         else:
-            complete(run, State(StateType.COMPLETED, attempts=attempt), value, None)
+            complete(run, completed_state(attempt), value, None)
             return
 
 
@@ -456,7 +456,7 @@ async def execute_async(run: Run) -> None:
                 if run.cancel_reason == "timeout":  # the task swallowed our cancellation
                     complete(run, _timed_out_state(run, attempt), None, _timeout_error(run))
                 else:
-                    complete(run, State(StateType.COMPLETED, attempts=attempt), value, None)
+                    complete(run, completed_state(attempt), value, None)
                 return
     finally:
         if timer is not None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._context import current_run, enter_blocking, exit_blocking
 from ._exceptions import CircularDependency, TaskCancelled, WouldDeadlock
-from ._states import PENDING, State, StateType
+from ._states import PENDING, State, StateType, running_state
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -283,7 +283,7 @@ class TaskFuture(Generic[R]):
         with LOCK:
             if self._state._final:
                 return False
-            self._state = State(_RUNNING, None, None, attempts=attempts)
+            self._state = running_state(attempts)
             return True
 
     def _set_state(self, state: State) -> None:
@@ -355,9 +355,6 @@ def finalize_locked(
     cbs = fut._callbacks
     fut._callbacks = None
     return cbs
-
-
-_RUNNING = StateType.RUNNING
 
 
 class FutureList(list[TaskFuture[R]]):

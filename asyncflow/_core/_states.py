@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import enum
 from time import time as _now
+from typing import Any
 
-__all__ = ("State", "StateType")
+__all__ = ("State", "StateType", "completed_state", "running_state")
 
 
 class StateType(enum.Enum):
@@ -112,3 +113,30 @@ class State:
 
 
 PENDING = State(StateType.PENDING, timestamp=0.0)
+
+
+def _plain_state(type_: StateType, attempts: int, _new: Any = object.__new__) -> State:
+    # The per-run hot path (two states per run): `State(...)` without its argument
+    # handling, same result.
+    state: State = _new(State)
+    state.type = type_
+    state.name = type_._label  # type: ignore[attr-defined]
+    state.message = None
+    state.timestamp = _now()
+    state.attempts = attempts
+    state._final = type_._final  # type: ignore[attr-defined]
+    return state
+
+
+def running_state(attempts: int) -> State:
+    """`State(StateType.RUNNING, attempts=attempts)`, quickly."""
+    return _plain_state(_RUNNING, attempts)
+
+
+def completed_state(attempts: int) -> State:
+    """`State(StateType.COMPLETED, attempts=attempts)`, quickly."""
+    return _plain_state(_COMPLETED, attempts)
+
+
+_RUNNING = StateType.RUNNING
+_COMPLETED = StateType.COMPLETED
