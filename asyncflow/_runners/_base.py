@@ -35,6 +35,7 @@ __all__ = (
     "Call",
     "TaskRunner",
     "TaskSpec",
+    "check_max_workers",
     "current_runner",
     "entered_runner",
     "new_run",
@@ -130,6 +131,18 @@ def current_runner() -> TaskRunner:
     from ._thread import default_runner  # here, not at the top: _thread imports this module
 
     return default_runner()
+
+
+def check_max_workers(max_workers: int | None, configured: int | None, fallback: int) -> int:
+    """A runner's `max_workers`: the argument, else the environment setting, else the
+    runner's own default; a clear error for anything but a positive int."""
+    if max_workers is None:
+        max_workers = configured or fallback
+    if isinstance(max_workers, bool) or not isinstance(max_workers, int):
+        raise TypeError(f"max_workers must be an int, got {max_workers!r}")
+    if max_workers < 1:
+        raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+    return max_workers
 
 
 def _check_not_circular(fut: TaskFuture[Any], task_name: str) -> None:

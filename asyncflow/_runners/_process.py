@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from .._core import _engine
 from ..settings import get_settings
-from ._base import TaskRunner
+from ._base import TaskRunner, check_max_workers
 
 if TYPE_CHECKING:  # multiprocessing is imported when a runner is configured or started
     from multiprocessing.context import BaseContext
@@ -73,12 +73,9 @@ class ProcessPoolTaskRunner(TaskRunner):
         chunksize: int | None = None,
     ) -> None:
         super().__init__()
-        if max_workers is None:
-            max_workers = get_settings().process_pool_max_workers or _default_max_workers()
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int):
-            raise TypeError(f"max_workers must be an int, got {max_workers!r}")
-        if max_workers < 1:
-            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        max_workers = check_max_workers(
+            max_workers, get_settings().process_pool_max_workers, _default_max_workers()
+        )
         if chunksize is not None and (
             isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1
         ):

@@ -18,7 +18,7 @@ import threading
 from .._core import _engine, _portal
 from .._core._workers import WorkerPool
 from ..settings import get_settings
-from ._base import TaskRunner
+from ._base import TaskRunner, check_max_workers
 
 __all__ = (
     "ThreadPoolTaskRunner",
@@ -42,12 +42,9 @@ class ThreadPoolTaskRunner(TaskRunner):
 
     def __init__(self, max_workers: int | None = None) -> None:
         super().__init__()
-        if max_workers is None:
-            max_workers = get_settings().thread_pool_max_workers or _default_max_workers()
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int):
-            raise TypeError(f"max_workers must be an int, got {max_workers!r}")
-        if max_workers < 1:
-            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        max_workers = check_max_workers(
+            max_workers, get_settings().thread_pool_max_workers, _default_max_workers()
+        )
         self._max_workers = max_workers
         self._pool: WorkerPool | None = None
         self._thread_name = "asyncflow-worker"
