@@ -24,7 +24,7 @@ from distributed.client import FuturesCancelledError
 from asyncflow import allow_failure, exceptions, flow, task, unmapped
 from asyncflow._core._future import Deferred
 from asyncflow.contrib.dask import DaskTaskRunner
-from asyncflow.task_runners import TaskRunner, ThreadPoolTaskRunner
+from asyncflow.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 WAIT = 10  # seconds any gate may take before a test fails instead of hanging
 
@@ -49,14 +49,16 @@ def cluster() -> Iterator[distributed.LocalCluster]:
         yield c
 
 
-@pytest.fixture(params=["threads", "dask"])
+@pytest.fixture(params=["threads", "processes", "dask"])
 def runner(request: pytest.FixtureRequest, cluster: distributed.LocalCluster) -> TaskRunner:
     if request.param == "threads":
         return ThreadPoolTaskRunner(max_workers=4)
+    if request.param == "processes":
+        return ProcessPoolTaskRunner(max_workers=2)
     return DaskTaskRunner(cluster=cluster)
 
 
-# ---- runner-independent behaviour (ThreadPoolTaskRunner and DaskTaskRunner) ---------------
+# ---- runner-independent behaviour (thread, process and Dask runners) ---------------------
 
 
 class Boom(Exception):
@@ -197,6 +199,7 @@ def test_map_with_unmapped_and_future_elements(runner: TaskRunner) -> None:
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.parametrize("runner", ["threads", "dask"], indirect=True)  # shares in-memory state
 def test_wait_for_orders_runs_without_data(runner: TaskRunner, shared: Shared) -> None:
     with runner:
         a = record.submit("a")
