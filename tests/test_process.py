@@ -382,20 +382,23 @@ def _spawn_script(tmp_path: Path, body: str) -> subprocess.Popen[bytes]:
     )
 
 
-def _read_started(proc: subprocess.Popen[bytes], n: int, timeout: float = 20.0) -> set[int]:
-    """Pids of the first `n` workers that report "started"; the script's output on failure."""
+def _read_started(
+    proc: subprocess.Popen[bytes], n: int, also: bytes = b"", timeout: float = 20.0
+) -> set[int]:
+    """Pids of the first `n` workers that report "started" (once `also` was printed
+    too); the script's output on failure."""
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     seen = b""
     deadline = time.monotonic() + timeout
-    while seen.count(b"started") < n and time.monotonic() < deadline:
+    while (seen.count(b"started") < n or also not in seen) and time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
         chunk = os.read(fd, 4096) if ready else b""
         if not chunk:
             break
         seen += chunk
     pids = {int(line.split()[1]) for line in seen.splitlines() if line.startswith(b"started")}
-    if len(pids) < n:
+    if len(pids) < n or also not in seen:
         proc.kill()
         _, err = proc.communicate()
         pytest.fail(f"workers did not start: {seen!r}\nstderr: {err!r}")
@@ -403,27 +406,49 @@ def _read_started(proc: subprocess.Popen[bytes], n: int, timeout: float = 20.0) 
 
 
 def test_ctrl_c_exits_fast_and_leaves_no_worker(tmp_path: Path) -> None:
+    # A sync flow with a running thread task and a nested process flow whose two
+    # workers run tasks that never end, plus two queued ones.
     proc = _spawn_script(
         tmp_path,
         """
+        from asyncflow.task_runners import ThreadPoolTaskRunner
+        futures = []
+
+        @task
+        def thread_forever():
+            os.write(1, b"thread-running\\n")
+            while True:
+                time.sleep(3600)
+
         @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+        def crunch():
+            futures.extend(forever.map(range(4)))
+            futures[-1].result()
+
+        @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
         def main():
-            futures = forever.map(range(4))
-            futures.result()
+            futures.append(thread_forever.submit())
+            crunch()
 
         if __name__ == "__main__":
-            main()
+            try:
+                main()
+            finally:
+                states = sorted(f.state.name for f in futures)
+                os.write(1, f"states {states}\\n".encode())
         """,
     )
-    workers = _read_started(proc, 2)
+    workers = _read_started(proc, 2, also=b"thread-running")
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=10)
+    out, err = proc.communicate(timeout=10)
     elapsed = time.monotonic() - sent
     assert proc.returncode != 0
     assert b"KeyboardInterrupt" in err
     assert elapsed < 2.0, elapsed
     assert wait_gone(workers) == set()
+    # Every future ended in a final state: all five were cancelled.
+    assert b"states ['Cancelled', 'Cancelled', 'Cancelled', 'Cancelled', 'Cancelled']" in out, out
 
 
 def test_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
