@@ -221,7 +221,7 @@ def _release_limit(limit: ConcurrencyLimit) -> None:
 def complete(run: Run, state: State, value: Any = None, exc: BaseException | None = None) -> bool:
     """Set `run`'s final state; wake or skip its dependents. False if already final."""
     fut = run.future
-    instructions: list[Any] = []
+    instructions: list[Any] | None = None
     with LOCK:
         if fut._state._final:
             return False
@@ -234,12 +234,13 @@ def complete(run: Run, state: State, value: Any = None, exc: BaseException | Non
     return True
 
 
-def _after_final(run: Run, cbs: list[Any] | None, instructions: list[Any]) -> None:
+def _after_final(run: Run, cbs: list[Any] | None, instructions: list[Any] | None) -> None:
     """Everything that follows a final state, outside the lock."""
     fut = run.future
     if run.timer is not None:
         _cancel_timer(run.timer)
-    run_callbacks(fut, cbs)
+    if cbs:
+        run_callbacks(fut, cbs)
     if run.on_final is not None:
         try:
             run.on_final(fut._state)
