@@ -274,6 +274,47 @@ def test_retries_apply_to_process_tasks(tmp_path: Path) -> None:
         assert fut.state.attempts == 2
 
 
+def _refuse_to_load() -> None:
+    raise RuntimeError("this value cannot be rebuilt here")
+
+
+class LoadsNowhere:
+    """Pickles fine in the worker; rebuilding it (in the parent) raises."""
+
+    def __reduce__(self) -> Any:
+        return (_refuse_to_load, ())
+
+
+@task
+def make_loads_nowhere() -> Any:
+    return LoadsNowhere()
+
+
+def test_result_that_cannot_be_rebuilt_in_the_parent_fails_that_task() -> None:
+    with ProcessPoolTaskRunner(max_workers=1) as runner:
+        fut = runner.submit(make_loads_nowhere, {})
+        with pytest.raises(SerializationError, match=r"'make_loads_nowhere'.*parent"):
+            fut.result()
+        assert runner.submit(square, {"x": 2}).result() == 4
+
+
+@task(retries=2, retry_delay_seconds=0.05)
+def flaky_with_delay(counter: str) -> int:
+    path = Path(counter)
+    attempts = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(attempts))
+    if attempts < 3:
+        raise ConnectionError(f"attempt {attempts} fails")
+    return attempts
+
+
+def test_retry_delays_apply_to_process_tasks(tmp_path: Path) -> None:
+    with ProcessPoolTaskRunner(max_workers=1) as runner:
+        fut = runner.submit(flaky_with_delay, {"counter": str(tmp_path / "n")})
+        assert fut.result() == 3
+        assert fut.state.attempts == 3
+
+
 @task
 def submits_inside_worker(n: int) -> list[int]:
     return square.map(range(n)).result()

@@ -29,7 +29,7 @@ from typing import Any
 
 from .._core import _engine, _portal
 from .._core._exceptions import SerializationError, TaskCrashed
-from .._core._states import State, StateType
+from .._core._states import State, StateType, completed_state
 from ._process_worker import KIND_OK, dumps, worker_main
 
 __all__ = ("ProcessPool",)
@@ -312,9 +312,18 @@ class ProcessPool:
                 )
                 _engine.complete(run, _engine.failure_state(err, item.attempt), None, err)
                 return
-            _engine.complete(run, State(StateType.COMPLETED, attempts=item.attempt), value)
+            _engine.complete(run, completed_state(item.attempt), value)
             return
-        error, text = pickle.loads(payload)
+        try:
+            error, text = pickle.loads(payload)
+        except Exception as exc:  # the worker checked the round trip; this parent differs
+            error, text = (
+                SerializationError(
+                    f"task {run.future.name!r} failed, and its exception could not be "
+                    f"unpickled in the parent process: {type(exc).__name__}: {exc}"
+                ),
+                "",
+            )
         error.__cause__ = RemoteTraceback(text)
         delay = _engine.retry_delay(run, error, item.attempt)
         if delay is None:
