@@ -235,7 +235,9 @@ def test_sigkilled_worker_is_replaced_and_the_rest_finish(tmp_path: Path) -> Non
 
 def test_timeout_kills_and_replaces_the_worker(tmp_path: Path) -> None:
     gate = Gate(tmp_path / "gate")
-    slow = block_forever.with_options(timeout_seconds=0.2)
+    # The deadline counts from when the run is handed to a worker, which may still be
+    # starting: leave it time to start and announce itself before the deadline.
+    slow = block_forever.with_options(timeout_seconds=2.0)
     with ProcessPoolTaskRunner(max_workers=1) as runner:
         fut = runner.submit(slow, {"gate": gate.path})
         pid = gate.wait()
