@@ -1,6 +1,7 @@
 """Property test of the whole engine: random DAGs of sync and async tasks, some
 failing, with data edges, `allow_failure` edges and `wait_for` edges, submitted through
-a real `ThreadPoolTaskRunner` in a (sync or async) flow, compared with a sequential
+a real `ThreadPoolTaskRunner` (and, fewer examples, a `ProcessPoolTaskRunner`) in a
+(sync or async) flow, compared with a sequential
 reference evaluator: every run's final state name, value, error and error cause."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from asyncflow import TaskFuture, allow_failure, exceptions, flow, task
-from asyncflow.task_runners import ThreadPoolTaskRunner
+from asyncflow.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 MODES = ("data", "data_allow", "wait", "wait_allow")
 
@@ -141,19 +142,26 @@ def _submit_all(nodes: list[Node]) -> list[TaskFuture[Any]]:
     return futures
 
 
-def run_engine(nodes: list[Node], workers: int, async_flow: bool) -> list[TaskFuture[Any]]:
+def run_engine(
+    nodes: list[Node], workers: int, async_flow: bool, processes: bool = False
+) -> list[TaskFuture[Any]]:
     futures: list[TaskFuture[Any]] = []
+    runner: TaskRunner = (
+        ProcessPoolTaskRunner(max_workers=workers)
+        if processes
+        else ThreadPoolTaskRunner(max_workers=workers)
+    )
 
     if async_flow:
 
-        @flow(task_runner=ThreadPoolTaskRunner(max_workers=workers))
+        @flow(task_runner=runner)
         async def adag() -> None:
             futures.extend(_submit_all(nodes))
 
         asyncio.run(adag())
     else:
 
-        @flow(task_runner=ThreadPoolTaskRunner(max_workers=workers))
+        @flow(task_runner=runner)
         def dag() -> None:
             futures.extend(_submit_all(nodes))
 
@@ -196,6 +204,21 @@ def test_engine_matches_the_sequential_reference(
     nodes: list[Node], workers: int, async_flow: bool
 ) -> None:
     futures = run_engine(nodes, workers, async_flow)
+    check(nodes, futures)
+
+
+@pytest.mark.timeout(120)
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(nodes=dags(), async_flow=st.booleans())
+def test_engine_on_processes_matches_the_sequential_reference(
+    nodes: list[Node], async_flow: bool
+) -> None:
+    # The same DAGs with every run in a worker process (values and errors pickled).
+    futures = run_engine(nodes, 2, async_flow, processes=True)
     check(nodes, futures)
 
 
