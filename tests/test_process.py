@@ -259,6 +259,39 @@ def test_cancel_running_task_kills_its_worker(tmp_path: Path) -> None:
         assert square.submit(4).result() == 16
 
 
+@pytest.mark.asyncio
+async def test_cancelling_an_async_flow_kills_its_running_process_task(tmp_path: Path) -> None:
+    gate = Gate(tmp_path / "gate")
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+    async def pipeline() -> None:
+        await block_forever.submit(gate.path)
+
+    flow_task = asyncio.create_task(pipeline())
+    pid = await asyncio.to_thread(gate.wait)
+    flow_task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await flow_task  # the flow's scope waited for the killed worker's run to end
+    assert wait_gone({pid}) == set()
+
+
+def test_a_failing_flow_body_kills_its_running_process_task(tmp_path: Path) -> None:
+    gate = Gate(tmp_path / "gate")
+    started: list[Any] = []
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+    def pipeline() -> None:
+        started.append(block_forever.submit(gate.path))
+        started.append(gate.wait())
+        raise ValueError("the body fails")
+
+    with pytest.raises(ValueError, match="the body fails"):
+        pipeline()
+    fut, pid = started
+    assert fut.state.is_cancelled()
+    assert wait_gone({pid}) == set()
+
+
 @task(retries=2)
 def flaky(counter: str) -> int:
     path = Path(counter)

@@ -333,11 +333,13 @@ class TaskRunner(abc.ABC):
             1 for run in runs if run.future._state.type is StateType.PENDING and run.cancel()
         )
 
-    def _cancel_running_async(self) -> None:
+    def _cancel_running(self) -> None:
+        """Stop the runs that can be stopped: async runs are cancelled; runs the runner
+        can stop (a process worker is killed) are cancelled through it; running thread
+        runs go on (a thread cannot be interrupted)."""
         for run in self._pending_runs():
-            if run.task is None:
-                continue
-            run.cancel()
+            if run.task is not None or run.future._state.type is StateType.RUNNING:
+                run.cancel()
 
     def _async_loop(self) -> asyncio.AbstractEventLoop:
         return self._loop if self._loop is not None else _portal.get_loop()
@@ -397,7 +399,7 @@ class TaskRunner(abc.ABC):
                 return
             if exc_type is not None:
                 self.cancel_all()
-                self._cancel_running_async()
+                self._cancel_running()
             while runs := self._pending_runs():
                 for run in runs:
                     run.future._wait(None)
@@ -407,7 +409,7 @@ class TaskRunner(abc.ABC):
     def _abandon(self, reason: str) -> None:
         self._abandoned = True
         self.cancel_all()
-        self._cancel_running_async()
+        self._cancel_running()
         for run in self._pending_runs():
             run.cancel_reason = "cancelled"
             if self.cancel_running(run) is False:
@@ -440,7 +442,7 @@ class TaskRunner(abc.ABC):
         try:
             if exc_type is not None:
                 self.cancel_all()
-                self._cancel_running_async()
+                self._cancel_running()
             while runs := self._pending_runs():
                 for run in runs:
                     try:
@@ -449,7 +451,7 @@ class TaskRunner(abc.ABC):
                         # Cancelled while draining: stop what we can, then keep draining
                         # so no run outlives its scope, and re-raise at the end.
                         self.cancel_all()
-                        self._cancel_running_async()
+                        self._cancel_running()
                         await _drain_shielded(self)
                         raise
         finally:
