@@ -527,6 +527,28 @@ def test_ctrl_c_exits_fast_and_leaves_no_worker(tmp_path: Path) -> None:
     assert b"states ['Cancelled', 'Cancelled', 'Cancelled', 'Cancelled', 'Cancelled']" in out, out
 
 
+def test_a_script_without_a_main_guard_gets_a_clear_error_not_a_hang(tmp_path: Path) -> None:
+    # Workers import the main module; this one runs its flow at import, so every worker
+    # dies while starting. The runs end CRASHED saying so, instead of waiting for ever.
+    script = tmp_path / "noguard.py"
+    script.write_text(
+        SCRIPT_HEAD.format(root=str(ROOT))
+        + textwrap.dedent(
+            """
+            @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+            def main():
+                return forever.map(range(2)).result()
+
+            main()
+            """
+        )
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=50)
+    assert proc.returncode == 1
+    assert "TaskCrashed: task 'forever' crashed: worker processes exit before" in proc.stderr
+    assert "if __name__ == '__main__':" in proc.stderr
+
+
 def test_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
     proc = _spawn_script(
         tmp_path,

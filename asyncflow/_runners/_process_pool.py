@@ -36,6 +36,7 @@ __all__ = ("ProcessPool",)
 
 logger = logging.getLogger("asyncflow")
 MAX_AUTO_CHUNK = 256
+MAX_FAILED_STARTS = 3  # workers dying before any call, in a row: stop and say why
 
 
 class _Item:
@@ -54,11 +55,13 @@ class _Item:
 
 
 class _Worker:
-    __slots__ = ("alive", "conn", "inflight", "known", "process", "progress")
+    __slots__ = ("alive", "conn", "inflight", "killed", "known", "process", "progress", "reported")
 
     def __init__(self, process: Any, conn: Any, alive: Any, progress: Any) -> None:
         self.process = process
         self.progress = progress  # shared cell: 1 + id of the call running, or 0
+        self.reported = False  # it sent a result: it started properly
+        self.killed = False  # we killed it (cancel, timeout, shutdown)
         self.conn = conn  # duplex pipe to the worker
         self.alive = alive  # never written: the worker exits when it closes
         self.inflight: collections.deque[_Item] = collections.deque()
@@ -93,6 +96,7 @@ class ProcessPool:
         self._ids = itertools.count()
         self._worker_ids = itertools.count(1)
         self._closing = False
+        self._failed_starts = 0
         self._held = threading.local()  # runs a `.map` holds until it has made them all
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -243,8 +247,11 @@ class ProcessPool:
                 spawn = 0
                 if self._queue and not self._idle and not self._closing:
                     spawn = min(len(self._queue), self._max_workers - len(self._workers))
-            for _ in range(spawn):
-                self._start_worker()
+            try:
+                for _ in range(spawn):
+                    self._start_worker()
+            except Exception as exc:  # e.g. multiprocessing refuses to start processes
+                self._fail_queue(f"no worker process could be started: {type(exc).__name__}: {exc}")
             watched: dict[Any, tuple[_Worker, bool]] = {}
             for w in list(self._workers):
                 watched[w.conn] = (w, False)
@@ -288,6 +295,7 @@ class ProcessPool:
         return True
 
     def _on_result(self, worker: _Worker, data: bytes) -> None:
+        worker.reported = True
         results = pickle.loads(data)
         with self._lock:
             items = [worker.inflight.popleft() for _ in results]
@@ -356,6 +364,18 @@ class ProcessPool:
             self._feed_idle()
         worker.conn.close()
         worker.alive.close()
+        if worker.reported or running_id >= 0 or worker.killed or self._closing:
+            self._failed_starts = 0
+        else:
+            self._failed_starts += 1
+            if self._failed_starts >= MAX_FAILED_STARTS:
+                self._failed_starts = 0
+                self._fail_queue(
+                    f"worker processes exit before running anything ({_describe_exit(pid, code)}"
+                    f", {MAX_FAILED_STARTS} times in a row). Workers import the main module: "
+                    "a script that runs flows when imported must guard them with "
+                    "`if __name__ == '__main__':`"
+                )
         if crashed is None:
             return
         run = crashed.run
@@ -363,6 +383,16 @@ class ProcessPool:
             _engine.cancelled(run)
         elif not run.future._state._final:
             err = TaskCrashed(f"task {run.future.name!r} crashed: {_describe_exit(pid, code)}")
+            _engine.complete(run, State(StateType.CRASHED, message=str(err)), None, err)
+
+    def _fail_queue(self, why: str) -> None:
+        """End every queued run CRASHED: workers cannot be started (reader thread)."""
+        with self._lock:
+            items = list(self._queue)
+            self._queue.clear()
+        for item in items:
+            run = item.run
+            err = TaskCrashed(f"task {run.future.name!r} crashed: {why}")
             _engine.complete(run, State(StateType.CRASHED, message=str(err)), None, err)
 
     # ---- shutdown ------------------------------------------------------------------------
@@ -404,6 +434,7 @@ class RemoteTraceback(Exception):
 
 
 def _kill(worker: _Worker) -> None:
+    worker.killed = True
     try:
         worker.process.kill()
     except (OSError, ValueError):  # already gone or closed
