@@ -350,6 +350,23 @@ def test_retry_delays_apply_to_process_tasks(tmp_path: Path) -> None:
         assert fut.state.attempts == 3
 
 
+@flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+def inner_process_flow(n: int) -> list[int]:
+    return square.map(range(n)).result()
+
+
+@task
+def runs_a_process_flow(n: int) -> tuple[int, list[int]]:
+    return os.getpid(), inner_process_flow(n)
+
+
+def test_a_process_task_may_use_processes_itself() -> None:
+    with ProcessPoolTaskRunner(max_workers=1) as runner:
+        pid, values = runner.submit(runs_a_process_flow, {"n": 4}).result()
+    assert values == [0, 1, 4, 9]
+    assert wait_gone({pid}) == set()
+
+
 @task
 def submits_inside_worker(n: int) -> list[int]:
     return square.map(range(n)).result()

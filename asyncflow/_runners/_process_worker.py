@@ -20,6 +20,7 @@ Values cross with `pickle` when they can (fast) and with cloudpickle otherwise
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import pickle
 import signal
@@ -115,6 +116,10 @@ def worker_main(conn: Connection, alive: Connection, progress: Any) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the parent decides what
     # happens to running tasks (it kills their workers), so workers ignore SIGINT.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Workers are daemonic (the interpreter never waits for them at exit), but a task
+    # may use processes itself (a nested process flow, a ProcessPoolExecutor):
+    # multiprocessing refuses children to daemonic processes unless told otherwise.
+    multiprocessing.current_process()._config["daemon"] = False  # type: ignore[attr-defined]
     threading.Thread(
         target=_watch_parent, args=(alive,), name="asyncflow-parent-watch", daemon=True
     ).start()
