@@ -3,8 +3,8 @@ replaced by `asyncflow`, in a sync and an async version.
 
 Changes to the seed code, each for a stated reason:
 - sleeps are scaled from seconds to milliseconds (the examples' shape is kept);
-- `DaskTaskRunner` and `ProcessPoolTaskRunner` are replaced by `ThreadPoolTaskRunner`:
-  those runners are being built separately and have their own tests;
+- `DaskTaskRunner()` gets an in-process cluster (`processes=False`, a free dashboard
+  port), so the task's `print` reaches this process's captured stdout;
 - `print` output is checked with `capsys`, return values with asserts.
 """
 
@@ -17,8 +17,18 @@ from typing import Any
 import pytest
 
 from asyncflow import FutureList, TaskFuture, flow, task, unmapped
+from asyncflow.contrib.dask import DaskTaskRunner
 from asyncflow.futures import wait
-from asyncflow.task_runners import ThreadPoolTaskRunner
+from asyncflow.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+
+# Threads Dask keeps for the life of the process (see tests/test_dask.py).
+DASK_THREADS = (
+    "Dask-Offload",
+    "Dask-Callback-Thread",
+    "0-Dask-Default-Threads",
+    "1-Dask-Default-Threads",
+)
+IN_PROCESS_CLUSTER = {"processes": False, "n_workers": 1, "dashboard_address": ":0"}
 
 # ---- Configure a task runner: the elevator -------------------------------------------------
 
@@ -384,6 +394,8 @@ async def test_unmapped_static_iterable_async() -> None:
 # ---- Use multiple task runners (nested flows) ---------------------------------------------------
 
 
+@pytest.mark.allow_threads(*DASK_THREADS)
+@pytest.mark.timeout(60)
 def test_nested_flows_with_their_own_runners(capsys: pytest.CaptureFixture[str]) -> None:
     @task
     def hello_local(name: str) -> None:
@@ -400,8 +412,8 @@ def test_nested_flows_with_their_own_runners(capsys: pytest.CaptureFixture[str])
     def hello_dask() -> None:
         print("Hello from Dask!")
 
-    # seed: DaskTaskRunner() (built separately); a ThreadPoolTaskRunner stands in
-    @flow(task_runner=ThreadPoolTaskRunner(max_workers=1))
+    # seed: DaskTaskRunner(); here with an in-process cluster (see the top)
+    @flow(task_runner=DaskTaskRunner(cluster_kwargs=IN_PROCESS_CLUSTER))
     def dask_nested_flow() -> None:
         hello_dask.submit().wait()
 
@@ -417,6 +429,8 @@ def test_nested_flows_with_their_own_runners(capsys: pytest.CaptureFixture[str])
 
 
 @pytest.mark.asyncio
+@pytest.mark.allow_threads(*DASK_THREADS)
+@pytest.mark.timeout(60)
 async def test_nested_flows_with_their_own_runners_async(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -436,8 +450,8 @@ async def test_nested_flows_with_their_own_runners_async(
     def hello_dask() -> None:
         print("Hello from Dask!")
 
-    # seed: DaskTaskRunner() (built separately); a ThreadPoolTaskRunner stands in
-    @flow(task_runner=ThreadPoolTaskRunner(max_workers=1))
+    # seed: DaskTaskRunner(); here with an in-process cluster (see the top)
+    @flow(task_runner=DaskTaskRunner(cluster_kwargs=IN_PROCESS_CLUSTER))
     async def dask_nested_flow() -> None:
         await hello_dask.submit().wait_async()
 
@@ -452,7 +466,7 @@ async def test_nested_flows_with_their_own_runners_async(
     assert lines[2:] == ["Hello from Dask!"]
 
 
-# ---- API reference: ThreadPoolTaskRunner (and ProcessPoolTaskRunner, see the top) ---------------
+# ---- API reference: ThreadPoolTaskRunner and ProcessPoolTaskRunner ---------------------------
 
 
 @task
@@ -523,9 +537,8 @@ def test_thread_pool_max_workers_from_the_environment(monkeypatch: pytest.Monkey
     assert seen == [1]
 
 
-# seed: ProcessPoolTaskRunner(max_workers=4) (built separately); a ThreadPoolTaskRunner stands in
 def test_process_pool_example_with_a_flow() -> None:
-    @flow(task_runner=ThreadPoolTaskRunner(max_workers=4))
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=4))
     def my_flow() -> list[int]:
         futures = []
         for i in range(10):
@@ -536,13 +549,12 @@ def test_process_pool_example_with_a_flow() -> None:
     assert my_flow() == [sum(j**2 for j in range(i * 1000)) for i in range(10)]
 
 
-# seed: ProcessPoolTaskRunner(max_workers=2) (built separately); a ThreadPoolTaskRunner stands in
 def test_process_pool_example_as_a_context_manager() -> None:
     @task
-    def my_task(x: int) -> int:
+    def my_task(x: int) -> int:  # defined in a test function: pickled by value
         return x * 2
 
-    with ThreadPoolTaskRunner(max_workers=2) as runner:
+    with ProcessPoolTaskRunner(max_workers=2) as runner:
         future1 = runner.submit(my_task, {"x": 1})
         future2 = runner.submit(my_task, {"x": 2})
 
