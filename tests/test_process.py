@@ -566,6 +566,42 @@ def test_a_script_without_a_main_guard_gets_a_clear_error_not_a_hang(tmp_path: P
     assert "if __name__ == '__main__':" in proc.stderr
 
 
+def test_module_level_tasks_are_sent_by_name_without_cloudpickle(tmp_path: Path) -> None:
+    # `@task` replaces the function in its module, so plain pickle cannot find it by
+    # name; asyncflow sends "the function of task mytasks.square" instead, and
+    # cloudpickle is only needed for closures and tasks in `__main__`.
+    (tmp_path / "mytasks.py").write_text(
+        textwrap.dedent(
+            """
+            from asyncflow import task
+
+            @task
+            def square(x):
+                return x * x
+            """
+        )
+    )
+    script = tmp_path / "main.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+            sys.path[:0] = [{str(ROOT)!r}, {str(tmp_path)!r}]
+            sys.modules["cloudpickle"] = None  # importing it now fails
+            from asyncflow.task_runners import ProcessPoolTaskRunner
+            import mytasks
+
+            if __name__ == "__main__":
+                with ProcessPoolTaskRunner(max_workers=1) as runner:
+                    print(runner.map(mytasks.square, {{"x": [1, 2, 3]}}).result())
+            """
+        )
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=50)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[1, 4, 9]"
+
+
 def test_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
     proc = _spawn_script(
         tmp_path,

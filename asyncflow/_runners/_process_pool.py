@@ -30,7 +30,7 @@ from typing import Any
 from .._core import _engine, _portal
 from .._core._exceptions import SerializationError, TaskCrashed
 from .._core._states import State, StateType, completed_state
-from ._process_worker import KIND_OK, dumps, worker_main
+from ._process_worker import KIND_OK, dumps, task_function_ref, worker_main
 
 __all__ = ("ProcessPool",)
 
@@ -139,7 +139,7 @@ class ProcessPool:
         fn = self._functions.get(task)
         if fn is None:
             try:
-                data = dumps(task.fn)
+                data = dumps(task_function_ref(task) or task.fn)
             except Exception as exc:
                 raise SerializationError(
                     f"task {task.name!r}: its function cannot be pickled to send it to a "
