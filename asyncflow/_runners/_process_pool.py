@@ -1,10 +1,10 @@
 """The worker processes behind `ProcessPoolTaskRunner`, and the thread that reads them.
 
-Why not `concurrent.futures.ProcessPoolExecutor`: when one of its workers dies, the
-whole executor breaks and every pending future fails. Here each worker has its own
-pipe, so a death is charged to the one call that worker was running (the worker
-reports each result before it starts the next call); its batch-mates are re-queued,
-a replacement worker is started, and every other run goes on.
+Why not `concurrent.futures.ProcessPoolExecutor` (or loky): when one of its workers
+dies, the whole executor breaks (or restarts) and every pending future fails. Here each
+worker has its own pipe and a shared `progress` cell holding the id of the call it is
+running, so a death is charged to that one call; its batch-mates are re-queued, a
+replacement worker is started, and every other run goes on.
 
 Threads: runs are handed over from whichever thread starts them (the submitter, or
 the thread that completed their last upstream); one reader thread per pool,
