@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -34,7 +33,6 @@ from ._process_worker import KIND_OK, dumps, task_function_ref, worker_main
 
 __all__ = ("ProcessPool",)
 
-logger = logging.getLogger("asyncflow")
 MAX_AUTO_CHUNK = 256
 MAX_FAILED_STARTS = 3  # workers dying before any call, in a row: stop and say why
 
