@@ -112,6 +112,15 @@ def test_map_keeps_order_and_gives_each_element_a_future() -> None:
         assert runner.map(square, {"x": range(50)}).result() == [x * x for x in range(50)]
 
 
+def test_map_iter_streams_through_worker_processes() -> None:
+    with ProcessPoolTaskRunner(max_workers=2):
+        assert list(square.map_iter(range(2000), max_concurrency=50)) == [
+            x * x for x in range(2000)
+        ]
+        unordered = square.map_iter(range(100), max_concurrency=10, ordered=False)
+        assert sorted(unordered) == [x * x for x in range(100)]
+
+
 class Unpicklable:
     def __reduce__(self) -> Any:
         raise TypeError("no pickling here")
