@@ -30,7 +30,6 @@ import asyncio
 import functools
 import inspect
 import queue
-import sys
 import threading
 import uuid
 import weakref
@@ -45,6 +44,7 @@ from .._core._exceptions import SerializationError
 from .._core._future import Deferred, TaskFuture
 from .._core._states import State, StateType
 from ._base import Call, TaskRunner
+from ._by_name import task_function_ref
 
 __all__ = ("DaskTaskRunner",)
 
@@ -79,45 +79,11 @@ def _call_parts(
     signature = getattr(task, "_signature", None)
     if fn is None or signature is None:
         return _invoke_spec, (task, parameters), {}
-    fn = _by_name(task) or fn
+    fn = task_function_ref(task) or fn
     if getattr(task, "_simple", False):
         return fn, (), parameters
     bound = inspect.BoundArguments(signature, parameters)  # type: ignore[arg-type, unused-ignore]  # typeshed (some versions) wants an OrderedDict
     return fn, tuple(bound.args), dict(bound.kwargs)
-
-
-class _TaskByName:
-    """A module-level task, shipped by name: the worker imports its module and calls
-    its function. (Pickling the bare function would not work: its module-level name
-    holds the Task, so cloudpickle would copy it by value, globals and all.)"""
-
-    __slots__ = ("module", "qualname")
-
-    def __init__(self, module: str, qualname: str) -> None:
-        self.module = module
-        self.qualname = qualname
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        import importlib
-
-        target: Any = importlib.import_module(self.module)
-        for part in self.qualname.split("."):
-            target = getattr(target, part)
-        return target.fn(*args, **kwargs)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_TaskByName, (self.module, self.qualname))
-
-
-def _by_name(task: Any) -> _TaskByName | None:
-    module_name = getattr(task, "__module__", None)
-    qualname = getattr(task, "__qualname__", None)
-    if not module_name or not qualname or "<locals>" in qualname or module_name == "__main__":
-        return None
-    target: Any = sys.modules.get(module_name)
-    for part in qualname.split("."):
-        target = getattr(target, part, None)
-    return _TaskByName(module_name, qualname) if target is task else None
 
 
 def _describe_error(exc: BaseException) -> str:

@@ -29,7 +29,8 @@ from typing import Any
 from .._core import _engine, _portal
 from .._core._exceptions import SerializationError, TaskCrashed
 from .._core._states import State, StateType, completed_state
-from ._process_worker import KIND_OK, dumps, task_function_ref, worker_main
+from ._by_name import task_function_ref
+from ._process_worker import KIND_OK, dumps, worker_main
 
 __all__ = ("ProcessPool",)
 

@@ -20,7 +20,6 @@ Values cross with `pickle` when they can (fast) and with cloudpickle otherwise
 from __future__ import annotations
 
 import asyncio
-import importlib
 import multiprocessing
 import os
 import pickle
@@ -34,7 +33,7 @@ from typing import Any
 
 from .._core._exceptions import RemoteError, SerializationError
 
-__all__ = ("KIND_ERROR", "KIND_OK", "dumps", "encode_error", "task_function_ref", "worker_main")
+__all__ = ("KIND_ERROR", "KIND_OK", "dumps", "encode_error", "worker_main")
 
 FLUSH_SECONDS = 0.005
 KIND_OK = 0
@@ -53,41 +52,6 @@ def dumps(value: Any) -> bytes:
 
         data = cloudpickle.dumps(value, protocol=5)
     return data
-
-
-class _TaskFunction:
-    """Pickles as "the function of the task at module.qualname": `@task` replaced the
-    function in its module by the task, so pickle cannot find the function by name."""
-
-    __slots__ = ("module", "qualname")
-
-    def __init__(self, module: str, qualname: str) -> None:
-        self.module = module
-        self.qualname = qualname
-
-    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
-        return (_load_task_function, (self.module, self.qualname))
-
-
-def _load_task_function(module: str, qualname: str) -> Any:
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return getattr(obj, "fn", obj)
-
-
-def task_function_ref(task: Any) -> _TaskFunction | None:
-    """A by-name reference to a module-level task's function, if the worker can import
-    it that way (not in `__main__`, not local); None otherwise."""
-    fn = task.fn
-    module = getattr(fn, "__module__", None)
-    qualname = getattr(fn, "__qualname__", "")
-    if not module or module == "__main__" or "<locals>" in qualname:
-        return None
-    obj: Any = sys.modules.get(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part, None)
-    return _TaskFunction(module, qualname) if obj is task else None
 
 
 def encode_error(exc: BaseException) -> bytes:
