@@ -159,8 +159,9 @@ def upstream_value(fut: TaskFuture[Any], allow: bool) -> Any:
     raise _upstream_error(fut)
 
 
-def _upstream_error(fut: TaskFuture[Any]) -> UpstreamFailed:
-    err = UpstreamFailed(f"upstream task {fut.name!r} ended {fut._state.name}")
+def _upstream_error(fut: TaskFuture[Any], lead: str = "") -> UpstreamFailed:
+    """`UpstreamFailed` for the failed `fut`, its own error as the cause."""
+    err = UpstreamFailed(f"{lead}upstream task {fut.name!r} ended {fut._state.name}")
     err.__cause__ = fut._exception
     return err
 
@@ -169,12 +170,8 @@ def raise_if_upstream_failed(upstreams: Upstreams, name: str) -> None:
     """For direct calls: raise `UpstreamFailed` for the first failed, not allowed upstream."""
     for fut, allow in upstreams:
         if fut._exception is not None and not allow:
-            err = UpstreamFailed(
-                f"task {name!r} did not run: its upstream task {fut.name!r} ended {fut._state.name}"
-            )
-            err.__cause__ = fut._exception
             fut._observed = True
-            raise err
+            raise _upstream_error(fut, f"task {name!r} did not run: its ")
 
 
 def resolve(value: Any, allow: bool = False) -> Any:
@@ -249,13 +246,8 @@ def _mapped_future_value(task_name: str, name: str, fut: TaskFuture[Any]) -> Any
             f"write `.map(await future)`"
         ) from None
     if fut._exception is not None:
-        err = UpstreamFailed(
-            f"task {task_name!r} cannot be mapped over {name!r}: its upstream task "
-            f"{fut.name!r} ended {fut._state.name}"
-        )
-        err.__cause__ = fut._exception
         fut._observed = True
-        raise err
+        raise _upstream_error(fut, f"task {task_name!r} cannot be mapped over {name!r}: its ")
     return fut._outcome(True)
 
 

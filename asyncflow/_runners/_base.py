@@ -256,9 +256,18 @@ class TaskRunner(abc.ABC):
                 f"{self.name} is not started: use `with runner:` or `async with runner:` "
                 f"before submitting task {task.name!r}"
             )
+        ordering = () if wait_for is None else wait_for_upstreams(wait_for, task.name)
+        return self._launch(task, params, ordering)
+
+    def _launch(
+        self,
+        task: TaskSpec,
+        params: dict[str, Any],
+        ordering: Iterable[tuple[TaskFuture[Any], bool]] = (),
+    ) -> TaskFuture[Any]:
+        """Make the run and hand it to the engine; `ordering` are `wait_for` upstreams."""
         upstreams, rebuild = find_upstreams(params)
-        if wait_for is not None:
-            upstreams.extend(wait_for_upstreams(wait_for, task.name))
+        upstreams.extend(ordering)
         for fut, _ in upstreams:
             _check_not_circular(fut, task.name)
         loop = self._async_loop() if task.is_async else None
@@ -303,14 +312,12 @@ class TaskRunner(abc.ABC):
             raise TypeError(f"{self.name}.map() expects a task, got {type(task).__name__}")
         if not self._started:
             raise RunnerNotStarted(f"{self.name} is not started: use `with runner:` first")
-        wait = None
-        if wait_for is not None:
-            wait_for_upstreams(wait_for, task.name)  # validate once, before any run starts
-            wait = list(wait_for) if not isinstance(wait_for, TaskFuture) else [wait_for]
+        # Validated once, before any run starts; shared by every run of the map.
+        ordering = () if wait_for is None else wait_for_upstreams(wait_for, task.name)
         expanded = expand_map(task.name, parameters)
         batching = self._begin_batch()
         try:
-            return FutureList(self._submit_bound(task, params, wait) for params in expanded)
+            return FutureList(self._launch(task, params, ordering) for params in expanded)
         finally:
             if batching:
                 self._end_batch()
