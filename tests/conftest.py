@@ -29,6 +29,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "allow_threads(*prefixes): threads with these name prefixes may outlive the test"
     )
+    config.addinivalue_line(
+        "markers",
+        "fault: slow fault-injection and soak runs (subprocesses, kills, signals); .ci/run "
+        "runs them, deselect locally with -m 'not fault'",
+    )
 
 
 def _children_of(pid: int) -> set[int]:
