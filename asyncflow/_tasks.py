@@ -27,6 +27,7 @@ from ._arguments import find_upstreams, raise_if_upstream_failed
 from ._core import _engine
 from ._core._future import FutureList, Suspend, TaskFuture
 from ._core._policy import ConcurrencyLimit, RetryPolicy, validate_delay, validate_seconds
+from ._core._run import RunOptions
 from ._core._states import State
 from ._runners._base import TaskSpec, current_runner, new_run, wait_for_upstreams
 from ._streaming import MapIter
@@ -156,19 +157,20 @@ class Task(TaskSpec, Generic[P, R]):
         self.max_concurrency = max_concurrency
         self.on_completion: list[StateHook] = opts["on_completion"]
         self.on_failure: list[StateHook] = opts["on_failure"]
-        # Policy objects are built once per task, not per run.
-        self._policy = (
-            RetryPolicy(
+        # Execution options are built once per task, not per run.
+        self.run_options = RunOptions(
+            retry=RetryPolicy(
                 retries,
                 opts["retry_delay_seconds"],
                 opts["retry_jitter_factor"],
                 None if retry_condition_fn is None else functools.partial(retry_condition_fn, self),
             )
             if retries
-            else None
+            else None,
+            timeout=self.timeout_seconds,
+            limit=ConcurrencyLimit(max_concurrency) if max_concurrency else None,
+            on_final=self._run_hooks if (self.on_completion or self.on_failure) else None,
         )
-        self._limit = ConcurrencyLimit(max_concurrency) if max_concurrency else None
-        self._on_final = self._run_hooks if (self.on_completion or self.on_failure) else None
         self.is_async = is_async_callable(fn)
         try:
             self._signature = inspect.signature(fn)
@@ -226,14 +228,15 @@ class Task(TaskSpec, Generic[P, R]):
         except TypeError as exc:
             raise TypeError(f"task {self.name!r}: {exc}") from None
 
-    def _invoke(self, parameters: dict[str, Any]) -> Any:
+    def invoke(self, parameters: dict[str, Any]) -> Any:
+        """Call the function with bound, resolved `parameters` (as a runner does)."""
         fn: Callable[..., Any] = self.fn
         if self._simple:
             return fn(**parameters)
-        args, kwargs = self._split(parameters)
+        args, kwargs = self.split(parameters)
         return fn(*args, **kwargs)
 
-    def _split(self, parameters: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def split(self, parameters: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Bound parameters back to `(args, kwargs)` for `fn(*args, **kwargs)`."""
         if self._simple:
             return (), parameters

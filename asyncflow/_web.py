@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import Any
 
 from ._core import _engine
+from ._core._attempt import CancelReason
 from ._core._exceptions import TaskCancelled
 from ._core._waiting import wait
 from ._runners._base import TaskRunner
@@ -248,9 +249,7 @@ class Engine:
             owner.cancel_all()
         # Async runs: cancel, then give their cleanup (finally blocks) a moment.
         async_runs = [run for run in _pending(runners) if run.task is not None]
-        for run in async_runs:
-            run.cancel_reason = "cancelled"
-            run.cancel()
+        _engine.stop_runs(async_runs, CancelReason.SHUTDOWN, self._reason())
         if async_runs:
             await wait([run.future for run in async_runs], timeout=CLEANUP_SECONDS)
             here = [r.task for r in async_runs if r.loop is loop and r.task is not None]
@@ -266,13 +265,9 @@ class Engine:
         for r in runners:
             r._abandoned = True  # do not join threads still running abandoned runs
         for owner in _owners(runners):
-            owner.cancel_all()
-            for run in owner._pending_runs():
-                run.cancel_reason = "cancelled"  # check_cancelled() raises in the task now
-                if run.task is not None:
-                    run.cancel()
-                if not owner.cancel_running(run):  # a process runner kills the worker
-                    _engine.cancelled(run, reason)
+            # Thread runs are abandoned (check_cancelled() raises in them from now on);
+            # process runs have their workers killed; the rest end Cancelled at once.
+            _engine.stop_runs(owner._pending_runs(), CancelReason.SHUTDOWN, reason)
 
 
 def _start(template: TaskRunner, loop: asyncio.AbstractEventLoop, threads: str) -> TaskRunner:

@@ -1,13 +1,26 @@
-"""The engine: drives the sans-I/O resolver and executes runs.
+"""The engine: drives the resolver and the attempt machine, and completes runs.
 
 A submission is a one-way trip: the runner builds a `Run` and calls `submit`; the
-engine asks the resolver whether it may start; `owner.start_run` offloads it (a
-pool thread, an event loop, a process); `execute_sync` / `execute_async` call the
-task and `complete` sets the final state, which may start or skip dependents.
+engine asks the resolver whether it may start; `owner.start_run` puts it where it
+executes (a pool thread, an event loop, a worker process, a cluster). From there on
+the run's life is decided by its attempt machine (`_attempt.py`) and carried out here:
 
-The resolver and every future's state share one lock (`LOCK`), so a dependent that
-registers while its upstream finishes is never lost. Runs with no upstreams skip
-the resolver entirely: the common case costs one lock round-trip, at completion.
+* `execute_sync` (a thread) and `execute_async` (an event loop) are the two local
+  drivers: they call the task, report each outcome and wait out retry delays;
+* a runner that executes calls elsewhere drives the same machine through `begin`,
+  `report_value`, `report_error` and `report_crash`, and `retry_later` for a delay;
+* `cancel` / `stop_runs` (one way to stop runs, for every reason: a cancel, a failing
+  scope, Ctrl-C, a flow deadline, a shutdown) and `expire` (a run's deadline) ask the
+  machine what a stop means for the run in its current phase, then do it;
+* `complete` sets a final state, which may start or skip dependents.
+
+The resolver, the attempt machines and every future's state share one lock (`LOCK`),
+so a dependent that registers while its upstream finishes is never lost and each
+decision lands together with the state change it implies. Every state change goes
+through `_set_state_locked` or `_finalize_locked`, and `_events.emit` tells any
+listener after the lock is released (a listener costs nothing when none is added).
+Runs with no upstreams skip the resolver: the common case costs one lock round-trip
+to start and one to complete.
 """
 
 from __future__ import annotations
@@ -17,21 +30,22 @@ import contextvars
 import functools
 import logging
 import sys
-import time
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any
 
-from . import _portal
+from . import _events, _portal
+from ._attempt import Attempts, CancelReason, Finish, Phase, Retry, Stop
 from ._context import current_run
 from ._exceptions import TaskCancelled, TaskCrashed, TaskTimeout, UpstreamFailed
 from ._future import LOCK, TaskFuture, finalize_locked, run_callbacks
-from ._policy import ConcurrencyLimit, RetryPolicy
 from ._resolver import Outcome, Resolver, Skip, Start, Upstream
-from ._states import State, StateType, completed_state, running_state
+from ._run import CallSpec, RunOptions, RunOwner
+from ._states import State, StateType, running_state
 
 __all__ = (
     "Run",
-    "RunOwner",
+    "begin",
+    "begin_many",
     "cancel",
     "cancelled",
     "check_cancelled",
@@ -40,92 +54,85 @@ __all__ = (
     "execute_async",
     "execute_sync",
     "expire",
-    "failure_state",
-    "mark_running",
-    "mark_running_many",
-    "retry_delay",
+    "report_crash",
+    "report_error",
+    "report_value",
+    "retry_later",
     "start",
     "start_on_loop",
+    "stop_runs",
     "submit",
 )
 
 logger = logging.getLogger("asyncflow")
 _get_running_loop = asyncio._get_running_loop
+_RUNNING = Phase.RUNNING
+_FINAL = Phase.FINAL
+_PENDING = Phase.PENDING
 
 _resolver: Resolver[TaskFuture[Any]] = Resolver()
 
 
-class RunOwner(Protocol):
-    """What the engine needs from a task runner."""
+class Run(Attempts):
+    """One execution of a task: its future, its call, its options, its owner.
 
-    def start_run(self, run: Run) -> None:
-        """Begin executing `run` (all its upstreams are final and acceptable)."""
-
-    def release_run(self, run: Run) -> None:
-        """`run` reached a final state; drop any bookkeeping for it."""
-
-    def cancel_running(self, run: Run) -> bool:
-        """Try to stop a run that already started; True if it will end CANCELLED."""
-
-
-class Run:
-    """One execution of a task: its future, how to call it, where it belongs.
-
-    `invoke()` calls the task's function with resolved arguments: it returns the
-    value (sync) or a coroutine (async). `context` is the submitter's context copy.
+    `call()` executes it here (`call.parts()` to ship it elsewhere); `context` is the
+    submitter's context copy, entered for every attempt; `loop` is where an async run
+    executes; `task` is its asyncio task while it executes; `timer` its deadline's
+    timer; `parent` the run that submitted it, if any. The attempt machine's state
+    (attempt number, phase, cancel reason) lives in the inherited slots.
     """
 
     __slots__ = (
-        "cancel_reason",
+        "call",
         "context",
         "future",
         "holds_slot",
-        "invoke",
         "is_async",
         "limit",
         "loop",
         "on_final",
         "owner",
         "parent",
-        "policy",
         "task",
-        "timeout",
         "timer",
     )
 
     def __init__(
         self,
         future: TaskFuture[Any],
-        invoke: Callable[[], Any],
-        is_async: bool,
+        call: CallSpec,
+        options: RunOptions,
         owner: RunOwner,
         context: contextvars.Context,
         loop: asyncio.AbstractEventLoop | None = None,
-        policy: RetryPolicy | None = None,
-        timeout: float | None = None,
-        limit: ConcurrencyLimit | None = None,
-        on_final: Callable[[State], object] | None = None,
     ) -> None:
+        # Attempts.__init__, inlined: this runs once per submission.
+        self.name = future.name
+        self.retry = options.retry
+        self.timeout = options.timeout
+        self.attempt = 0
+        self.phase = _PENDING
+        self.cancel_reason = None
+        self.cancel_message = ""
         self.future = future
-        self.policy = policy
-        self.timeout = timeout
-        self.limit = limit
+        self.call = call
+        self.is_async = call.is_async
+        self.limit = options.limit
+        self.on_final = options.on_final
         self.holds_slot = False
-        self.on_final = on_final
-        self.cancel_reason: str | None = None  # "timeout" / "cancelled": see check_cancelled
-        self.timer: asyncio.TimerHandle | None = None
-        self.invoke = invoke
-        self.is_async = is_async
         self.owner = owner
         self.context = context
         self.parent: Run | None = current_run.get()
-        self.loop = loop  # where an async run executes
+        self.loop = loop
         self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
         future._run = self
         if loop is not None:
             future._loop = loop
 
     def cancel(self) -> bool:
+        """Cancel this run (what `TaskFuture.cancel` calls)."""
         return cancel(self)
 
     def __repr__(self) -> str:
@@ -201,35 +208,48 @@ def start(run: Run) -> None:
         crashed(run, exc)
 
 
-def _release_limit(limit: ConcurrencyLimit) -> None:
+def _release_limit(limit: Any) -> None:
     while (parked := limit.release()) is not None:
         parked.holds_slot = True  # the slot passed straight to it
         if parked.future._state._final:  # cancelled while parked: pass the slot on
             parked.holds_slot = False
             continue
-        else:
-            try:
-                parked.owner.start_run(parked)
-            except BaseException as exc:
-                crashed(parked, exc)
-            return
+        try:
+            parked.owner.start_run(parked)
+        except BaseException as exc:
+            crashed(parked, exc)
+        return
 
 
-# ---- completion ------------------------------------------------------------------------
+# ---- state changes: the one place they happen --------------------------------------------
+
+
+def _set_state_locked(run: Run, state: State) -> None:
+    """A non-final transition (Running, Retrying); the caller holds LOCK."""
+    run.future._state = state
+
+
+def _finalize_locked(
+    run: Run, state: State, value: Any, exc: BaseException | None
+) -> tuple[list[Any] | None, list[Any] | None]:
+    """The final transition; the caller holds LOCK and calls `_after_final` after."""
+    fut = run.future
+    run.phase = _FINAL
+    fut._run = None
+    cbs = finalize_locked(fut, state, value, exc)
+    instructions = None
+    if fut._has_dependents:
+        outcome = Outcome.COMPLETED if state.type is StateType.COMPLETED else Outcome.FAILED
+        instructions = _resolver.finish(fut, outcome)
+    return cbs, instructions
 
 
 def complete(run: Run, state: State, value: Any = None, exc: BaseException | None = None) -> bool:
     """Set `run`'s final state; wake or skip its dependents. False if already final."""
-    fut = run.future
-    instructions: list[Any] | None = None
     with LOCK:
-        if fut._state._final:
+        if run.future._state._final:
             return False
-        fut._run = None
-        cbs = finalize_locked(fut, state, value, exc)
-        if fut._has_dependents:
-            outcome = Outcome.COMPLETED if state.type is StateType.COMPLETED else Outcome.FAILED
-            instructions = _resolver.finish(fut, outcome)
+        cbs, instructions = _finalize_locked(run, state, value, exc)
     _after_final(run, cbs, instructions)
     return True
 
@@ -239,6 +259,8 @@ def _after_final(run: Run, cbs: list[Any] | None, instructions: list[Any] | None
     fut = run.future
     if run.timer is not None:
         _cancel_timer(run.timer)
+    if _events.listeners:
+        _events.emit(fut, fut._state)
     if cbs:
         run_callbacks(fut, cbs)
     if run.on_final is not None:
@@ -257,104 +279,208 @@ def _after_final(run: Run, cbs: list[Any] | None, instructions: list[Any] | None
             _dispatch(instructions)
 
 
+def _report_failure(run: Run, exc: BaseException, crash: bool) -> float | None:
+    """Feed a failed attempt to the machine and carry out its decision: the run ends,
+    or it shows "Retrying" and the delay before its next attempt is returned."""
+    error, again = run.judge(exc)  # may call retry_condition_fn: not under the lock
+    cbs = instructions = None
+    with LOCK:
+        ins = run.crashed(error, again) if crash else run.raised(error, again)
+        if isinstance(ins, Retry):
+            _set_state_locked(run, ins.state)
+        elif ins is not None:
+            cbs, instructions = _finalize_locked(run, ins.state, None, ins.error)
+    if isinstance(ins, Retry):
+        if _events.listeners:
+            _events.emit(run.future, ins.state)
+        return run.retry_delay()  # may call a delay function: not under the lock
+    if ins is not None:
+        _after_final(run, cbs, instructions)
+    return None
+
+
 def crashed(run: Run, exc: BaseException) -> None:
+    """`run` could not be executed at all (its owner raised starting it)."""
     err = TaskCrashed(f"task {run.future.name!r} crashed: {type(exc).__name__}: {exc}")
     err.__cause__ = exc
     complete(run, State(StateType.CRASHED, message=str(err)), None, err)
 
 
-def cancelled(run: Run, message: str = "cancelled") -> bool:
-    err = TaskCancelled(f"task {run.future.name!r} was {message}")
-    return complete(run, State(StateType.CANCELLED, message=message), None, err)
+# ---- attempts: what every driver calls ----------------------------------------------------
 
 
-def cancel(run: Run) -> bool:
-    """Cancel a run: at once if it has not started; through its owner if it runs."""
-    fut = run.future
-    instructions: list[Any] = []
+def begin(run: Run) -> int:
+    """The run's next attempt executes now: mark it RUNNING and arm the run's deadline
+    at the first attempt. Returns the attempt number, or 0 if it may not start."""
     with LOCK:
-        state = fut._state
-        if state._final:
-            return state.type is StateType.CANCELLED
-        if state.type is StateType.PENDING:
-            # Waiting on upstreams, or queued: it will never start (workers check
-            # `_set_running`, which fails on a final state).
-            if _resolver.is_waiting(fut):
-                _, instructions = _resolver.cancel(fut)
-            elif fut._has_dependents:
-                instructions = _resolver.finish(fut, Outcome.FAILED)
-            err = TaskCancelled(f"task {fut.name!r} was cancelled before it started")
-            fut._run = None
-            cbs = finalize_locked(fut, State(StateType.CANCELLED, message="cancelled"), None, err)
-            started = False
-        else:
-            started = True
-    if started:
-        task = run.task
-        if task is not None and run.loop is not None:
-            if _get_running_loop() is run.loop:
-                task.cancel()
-            else:
-                run.loop.call_soon_threadsafe(task.cancel)
-            return True
-        return run.owner.cancel_running(run)
-    _after_final(run, cbs, instructions)
-    return True
+        attempt = run.begin()
+        if attempt:
+            state = running_state(attempt)
+            _set_state_locked(run, state)
+    if attempt:
+        if _events.listeners:
+            _events.emit(run.future, state)
+        if attempt == 1 and run.timeout is not None:
+            _arm_deadline(run)
+    return attempt
 
 
-# ---- execution -------------------------------------------------------------------------
-
-
-def _call_in_run(run: Run) -> Any:
-    current_run.set(run)  # inside the run's own context copy
-    return run.invoke()
-
-
-def failure_state(exc: BaseException, attempts: int) -> State:
-    if isinstance(exc, Exception):
-        return State(StateType.FAILED, message=f"{type(exc).__name__}: {exc}", attempts=attempts)
-    return State(StateType.CRASHED, message=f"{type(exc).__name__}: {exc}", attempts=attempts)
-
-
-def retry_delay(run: Run, exc: BaseException, attempt: int) -> float | None:
-    """Seconds to wait before another attempt, or None to give up (every runner)."""
-    policy = run.policy
-    if policy is None or run.cancel_reason is not None or not policy.should_retry(exc, attempt):
-        return None
-    run.future._set_state(
-        State(StateType.RUNNING, "Retrying", f"{type(exc).__name__}: {exc}", attempts=attempt)
-    )
-    return policy.delay_for(attempt)
-
-
-def mark_running(run: Run, attempt: int = 1) -> bool:
-    """Set RUNNING (False if the run may not start) and arm a thread/process deadline."""
-    if not run.future._set_running(attempt):
-        return False
-    if attempt == 1 and run.timeout is not None and not run.is_async:
-        # A thread cannot be interrupted: at the deadline the future fails TimedOut and
-        # the owner is asked to stop the work (a process runner kills the worker).
-        loop = _portal.get_loop()
-        loop.call_soon_threadsafe(_arm_timer, run, loop)
-    return True
-
-
-def mark_running_many(runs: list[Run]) -> list[Run]:
-    """`mark_running` for a batch handed over together, under one lock round-trip;
-    returns the runs that may start (runs with a timeout are never batched)."""
+def begin_many(runs: list[Run]) -> list[Run]:
+    """`begin` for a batch handed over together, under one lock round-trip; returns
+    the runs that may start (runs with a timeout are never batched)."""
     started = []
     with LOCK:
         for run in runs:
-            fut = run.future
-            if not fut._state._final:
-                fut._state = running_state(1)
+            attempt = run.begin()
+            if attempt:
+                _set_state_locked(run, running_state(attempt))
                 started.append(run)
+    if _events.listeners:
+        for run in started:
+            _events.emit(run.future, run.future._state)
     return started
 
 
+def report_value(run: Run, value: Any) -> None:
+    """The attempt returned `value` (a late value of an abandoned attempt is dropped)."""
+    with LOCK:
+        ins = run.returned(value)
+        if ins is None:
+            return
+        cbs, instructions = _finalize_locked(run, ins.state, value, None)
+    _after_final(run, cbs, instructions)
+
+
+def report_error(run: Run, exc: BaseException) -> float | None:
+    """The task's code raised `exc`: the run ends, or the delay before its next
+    attempt is returned (the driver waits it out, then calls `begin` again)."""
+    return _report_failure(run, exc, False)
+
+
+def report_crash(run: Run, error: TaskCrashed) -> float | None:
+    """The attempt ended outside the task's code (its worker died); as `report_error`."""
+    return _report_failure(run, error, True)
+
+
+def retry_later(run: Run, delay: float, again: Callable[[Run], object]) -> None:
+    """For runners that execute elsewhere: call `again(run)` after `delay` seconds,
+    on the engine loop's timer, unless the run was stopped meanwhile (`again` must
+    call `begin` first, which returns 0 then)."""
+    if delay <= 0:
+        again(run)
+        return
+    loop = _portal.get_loop()
+    loop.call_soon_threadsafe(loop.call_later, delay, again, run)
+
+
+# ---- stopping runs: one way, for every reason ---------------------------------------------
+
+
+def _can_stop(run: Run) -> bool:
+    """Can the attempt executing now be interrupted (asked outside the lock)?"""
+    if run.task is not None:
+        return True
+    try:
+        return bool(run.owner.can_stop(run))
+    except Exception:
+        logger.exception("asking %r whether it can stop task %r failed", run.owner, run.name)
+        return False
+
+
+def _interrupt(run: Run) -> None:
+    """Interrupt the executing attempt (an asyncio task here, or through its owner)."""
+    task, loop = run.task, run.loop or (run.task.get_loop() if run.task else None)
+    if task is not None and loop is not None:
+        if _get_running_loop() is loop:
+            task.cancel()
+        else:
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # its loop is closed: the task is gone with it
+                pass
+        return
+    try:
+        run.owner.stop_running(run)
+    except Exception:
+        logger.exception("stopping task %r failed", run.name)
+
+
+def cancel(
+    run: Run,
+    reason: CancelReason = CancelReason.CANCELLED,
+    message: str | None = None,
+    seconds: float | None = None,
+) -> bool:
+    """Stop `run` for `reason`, as its attempt machine decides for its phase. True if
+    it ended, or will end, as the reason says (False: a plain cancel of a thread run
+    that executes, which goes on; or the run is final otherwise)."""
+    fut = run.future
+    state = fut._state
+    if state._final:
+        return state.type is StateType.CANCELLED
+    stoppable = run.phase is not _PENDING and _can_stop(run)
+    cbs = instructions = None
+    with LOCK:
+        phase = run.phase
+        if seconds is not None and phase is not _FINAL:
+            run.timeout = seconds
+        ins = run.cancel_requested(reason, stoppable, message)
+        if isinstance(ins, Finish):
+            if phase is _PENDING and _resolver.is_waiting(fut):
+                _, instructions = _resolver.cancel(fut)  # dependents see a failure
+            cbs, more = _finalize_locked(run, ins.state, None, ins.error)
+            instructions = (instructions or []) + (more or []) or None
+    if ins is None:
+        return fut._state.type is StateType.CANCELLED
+    if isinstance(ins, Stop) or (phase is Phase.RETRY_WAIT and run.task is not None):
+        _interrupt(run)  # a stop, or an async driver asleep in a retry delay
+    if isinstance(ins, Finish):
+        _after_final(run, cbs, instructions)
+    return True
+
+
+def cancelled(run: Run, message: str) -> bool:
+    """End a run that its runner can no longer execute (it shut down, say)."""
+    return cancel(run, CancelReason.SHUTDOWN, message)
+
+
+def stop_runs(
+    runs: Iterable[Run],
+    reason: CancelReason,
+    message: str | None = None,
+    *,
+    pending_only: bool = False,
+    seconds: float | None = None,
+) -> int:
+    """Stop every run in `runs` for `reason` (`pending_only`: only runs that have not
+    started, as `cancel_all` does). Returns how many ended or will end so."""
+    stopped = 0
+    for run in list(runs):
+        if pending_only and run.phase is not _PENDING:
+            continue
+        if cancel(run, reason, message, seconds):
+            stopped += 1
+    return stopped
+
+
+# ---- deadlines -------------------------------------------------------------------------
+
+
+def _arm_deadline(run: Run) -> None:
+    """Arm the run's deadline where it can be enforced: an async run's own loop (it is
+    cancelled there), else the engine loop (the run fails TimedOut at the deadline and
+    its owner is asked to stop it: a process worker is killed, a thread abandoned)."""
+    assert run.timeout is not None
+    loop = run.task.get_loop() if run.task is not None else None
+    if loop is not None and _get_running_loop() is loop:
+        run.timer = loop.call_later(run.timeout, expire, run)
+        return
+    loop = loop or _portal.get_loop()
+    loop.call_soon_threadsafe(_arm_timer, run, loop)
+
+
 def _arm_timer(run: Run, loop: asyncio.AbstractEventLoop) -> None:
-    if not run.future._state._final:
-        assert run.timeout is not None
+    if run.phase is not _FINAL and run.timeout is not None:
         run.timer = loop.call_later(run.timeout, expire, run)
 
 
@@ -366,102 +492,101 @@ def _cancel_timer(timer: asyncio.TimerHandle) -> None:
         loop.call_soon_threadsafe(timer.cancel)
 
 
-def _timeout_error(run: Run) -> TaskTimeout:
-    return TaskTimeout(f"task {run.future.name!r} exceeded its timeout of {run.timeout} s")
-
-
-def _timed_out_state(run: Run, attempt: int) -> State:
-    return State(StateType.FAILED, "TimedOut", f"timed out after {run.timeout} s", attempts=attempt)
-
-
 def expire(run: Run) -> None:
-    """The run's deadline passed: end it TimedOut and ask its owner to stop it."""
+    """The run's deadline passed: stop it as a timeout (see `_attempt`)."""
     run.timer = None
-    state = run.future._state
-    if state._final:
-        return
-    run.cancel_reason = "timeout"
-    complete(run, _timed_out_state(run, state.attempts), None, _timeout_error(run))
-    try:
-        run.owner.cancel_running(run)
-    except Exception:
-        logger.exception("stopping timed-out task %r failed", run.future.name)
+    cancel(run, CancelReason.TIMED_OUT)
+
+
+# ---- the local drivers -------------------------------------------------------------------
+
+
+def _call_in_run(run: Run) -> Any:
+    current_run.set(run)  # inside the run's own context copy
+    return run.call()
+
+
+def _wait_retry_delay(run: Run, delay: float) -> None:
+    """Sleep out a retry delay in this thread; returns early if the run is stopped
+    (a cancel in the delay ends it at once). A worker thread lends its pool slot
+    meanwhile, as when it blocks on a future."""
+    run.future._wait(delay)
 
 
 def execute_sync(run: Run) -> None:
     """Run a sync task to its final state in this thread (a pool worker or the caller)."""
-    if not mark_running(run):
-        return  # cancelled while queued
-    attempt = 1
-    while True:
+    attempt = begin(run)
+    while attempt:
         try:
             value = run.context.run(_call_in_run, run)
         except BaseException as exc:
-            delay = retry_delay(run, exc, attempt)
+            delay = report_error(run, exc)
             if delay is None:
-                complete(run, failure_state(exc, attempt), None, exc)
                 return
             if delay:
-                time.sleep(delay)
-            attempt += 1
-            if not mark_running(run, attempt):
-                return
+                _wait_retry_delay(run, delay)
+            attempt = begin(run)
         else:
-            complete(run, completed_state(attempt), value, None)
+            report_value(run, value)
             return
 
 
-def _expire_async(run: Run, task: asyncio.Task[Any]) -> None:
-    if not run.future._state._final:
-        run.cancel_reason = "timeout"
-        task.cancel()
+def _report_cancelled(run: Run) -> None:
+    """The async driver's task was cancelled: by a stop (the machine knows why), or
+    from outside (its awaiting caller or scope): then it is a plain cancel."""
+    with LOCK:
+        ins: Finish | Stop | Retry | None = run.cancel_requested(CancelReason.CANCELLED, True)
+        if isinstance(ins, Stop) or ins is None:
+            ins = run.raised(asyncio.CancelledError())  # ends the run as the stop says
+    if isinstance(ins, Finish):
+        complete(run, ins.state, None, ins.error)
+
+
+def _uncancel() -> None:
+    current = asyncio.current_task()
+    if current is not None and hasattr(current, "uncancel"):
+        current.uncancel()  # our own cancellation, consumed here (3.11+)
 
 
 async def execute_async(run: Run) -> None:
     """Run an async task to its final state on the current loop.
 
-    Called as the body of the run's own asyncio task (submitted runs) or awaited
-    inline (direct calls, which then re-raise cancellation to their caller). A
-    timeout cancels the task at the deadline and ends the run TimedOut.
+    Called as the body of the run's own asyncio task (submitted runs and direct calls;
+    a direct call's caller sees cancellation re-raised). A deadline cancels the task
+    and the run ends TimedOut; a cancel ends it Cancelled and re-raises.
     """
-    if not mark_running(run):
-        return
+    if run.task is None:
+        run.task = asyncio.current_task()
+    attempt = begin(run)
     token = current_run.set(run)
-    attempt = 1
-    timer = None
-    if run.timeout is not None and (task := asyncio.current_task()) is not None:
-        timer = asyncio.get_running_loop().call_later(run.timeout, _expire_async, run, task)
     try:
-        while True:
+        while attempt:
             try:
-                value = await run.invoke()
+                value = await run.call()
             except asyncio.CancelledError:
-                if run.cancel_reason != "timeout":
-                    cancelled(run)
-                    raise
-                current = asyncio.current_task()
-                if current is not None and hasattr(current, "uncancel"):
-                    current.uncancel()  # our own cancellation, consumed here (3.11+)
-                complete(run, _timed_out_state(run, attempt), None, _timeout_error(run))
-                return
+                _report_cancelled(run)
+                if run.cancel_reason is CancelReason.TIMED_OUT:
+                    _uncancel()
+                    return
+                raise
             except BaseException as exc:
-                delay = retry_delay(run, exc, attempt)
+                delay = report_error(run, exc)
                 if delay is None:
-                    complete(run, failure_state(exc, attempt), None, exc)
                     return
-                await asyncio.sleep(delay)
-                attempt += 1
-                if not mark_running(run, attempt):
-                    return
+                try:
+                    await asyncio.sleep(delay)  # a stop meanwhile cancels this task
+                except asyncio.CancelledError:
+                    _report_cancelled(run)
+                    if run.cancel_reason is CancelReason.TIMED_OUT:
+                        _uncancel()
+                        return
+                    raise
+                attempt = begin(run)
             else:
-                if run.cancel_reason == "timeout":  # the task swallowed our cancellation
-                    complete(run, _timed_out_state(run, attempt), None, _timeout_error(run))
-                else:
-                    complete(run, completed_state(attempt), value, None)
+                report_value(run, value)
                 return
     finally:
-        if timer is not None:
-            timer.cancel()
+        run.task = None
         current_run.reset(token)
 
 
@@ -469,14 +594,14 @@ def check_cancelled() -> None:
     """Raise if the current task run timed out or was cancelled; else do nothing.
 
     A running thread cannot be interrupted: long sync tasks call this now and then
-    to stop early once their deadline has passed.
+    to stop early once their deadline has passed or they were abandoned.
     """
     run = current_run.get()
     if run is None or run.cancel_reason is None:
         return
-    if run.cancel_reason == "timeout":
-        raise _timeout_error(run)
-    raise TaskCancelled(f"task {run.future.name!r} was cancelled")
+    if run.cancel_reason is CancelReason.TIMED_OUT:
+        raise TaskTimeout(f"task {run.future.name!r} exceeded its timeout of {run.timeout} s")
+    raise TaskCancelled(f"task {run.future.name!r} was {run.cancel_message}")
 
 
 def start_on_loop(run: Run, loop: asyncio.AbstractEventLoop) -> None:

@@ -18,6 +18,7 @@ __all__ = (
     "SerializationError",
     "TaskCancelled",
     "TaskCrashed",
+    "TaskExited",
     "TaskTimeout",
     "UpstreamFailed",
     "WouldDeadlock",
@@ -54,6 +55,20 @@ class TaskCancelled(AsyncflowError):
 
 class TaskCrashed(AsyncflowError):
     """The task run ended abnormally outside its own code (e.g. its worker died)."""
+
+
+class TaskExited(AsyncflowError):
+    """The task's code called `sys.exit()`: the run FAILED (the caller does not exit).
+
+    `code` is the exit code it passed; `__cause__` is the `SystemExit`.
+    """
+
+    def __init__(self, message: str, code: object = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+    def __reduce__(self) -> tuple[type[TaskExited], tuple[str, object]]:
+        return (type(self), (str(self), self.code))
 
 
 class CircularDependency(AsyncflowError, ValueError):

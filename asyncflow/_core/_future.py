@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._context import current_run, enter_blocking, exit_blocking
 from ._exceptions import CircularDependency, TaskCancelled, WouldDeadlock
-from ._states import PENDING, State, StateType, running_state
+from ._states import PENDING, State, StateType
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -277,20 +277,6 @@ class TaskFuture(Generic[R]):
                     cbs.remove(fn)
                 except ValueError:
                     pass
-
-    def _set_running(self, attempts: int = 1) -> bool:
-        """Mark RUNNING; False if the run may not start (cancelled while queued)."""
-        with LOCK:
-            if self._state._final:
-                return False
-            self._state = running_state(attempts)
-            return True
-
-    def _set_state(self, state: State) -> None:
-        """A non-final transition (e.g. Retrying)."""
-        with LOCK:
-            if not self._state._final:
-                self._state = state
 
 
 def suspend_until_final(fut: TaskFuture[Any], timeout: float | None) -> Generator[Any, None, None]:

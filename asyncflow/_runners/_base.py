@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .._arguments import allow_failure, expand_map, find_upstreams, resolve
 from .._core import _engine, _portal
+from .._core._attempt import CancelReason
 from .._core._context import current_run, sync_scope
 from .._core._exceptions import CircularDependency, RunnerNotStarted
 from .._core._future import FutureList, Suspend, TaskFuture
-from .._core._policy import ConcurrencyLimit, RetryPolicy
-from .._core._states import State, StateType
+from .._core._run import NO_OPTIONS, RunOptions
+from .._core._states import StateType
 
 if TYPE_CHECKING:  # for the overloads only: _tasks imports this module
     from .._tasks import Task
@@ -55,32 +56,39 @@ _entered: contextvars.ContextVar[TaskRunner | None] = contextvars.ContextVar(
 
 
 class TaskSpec(abc.ABC):
-    """What a runner needs from a task (implemented by `asyncflow.task`)."""
+    """What a runner needs from a task (implemented by `asyncflow.task`).
+
+    `run_options` are the task's execution options, built once (retry policy,
+    timeout, concurrency limit, state hooks) and shared by all its runs.
+    """
 
     name: str
     fn: Callable[..., Any]
     is_async: bool
-    timeout_seconds: float | None = None
-    _policy: RetryPolicy | None = None
-    _limit: ConcurrencyLimit | None = None
-    _on_final: Callable[[State], object] | None = None
+    run_options: RunOptions = NO_OPTIONS
 
     @abc.abstractmethod
-    def _invoke(self, parameters: dict[str, Any]) -> Any:
+    def invoke(self, parameters: dict[str, Any]) -> Any:
         """Call the function with these (resolved) parameters."""
 
     @abc.abstractmethod
-    def _split(self, parameters: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def split(self, parameters: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """`(args, kwargs)` for calling `fn` with these parameters elsewhere (a process)."""
 
 
 class Call:
-    """The zero-argument callable a `Run` invokes: resolves arguments, then calls."""
+    """What a run executes: a task and its parameters (futures among them are
+    replaced by their results when the call is made; `rebuild` says whether any are).
 
-    __slots__ = ("parameters", "rebuild", "task")
+    `call()` executes it here; `parts()` gives `(function, args, kwargs)` with the
+    arguments resolved, for runners that execute it in another process or machine.
+    """
+
+    __slots__ = ("is_async", "parameters", "rebuild", "task")
 
     def __init__(self, task: TaskSpec, parameters: dict[str, Any], rebuild: bool) -> None:
         self.task = task
+        self.is_async = task.is_async
         self.parameters = parameters
         self.rebuild = rebuild
 
@@ -90,8 +98,15 @@ class Call:
             return {k: resolve(v) for k, v in self.parameters.items()}
         return self.parameters
 
+    def parts(self) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+        args, kwargs = self.task.split(self.resolved_parameters())
+        return self.task.fn, args, kwargs
+
     def __call__(self) -> Any:
-        return self.task._invoke(self.resolved_parameters())
+        return self.task.invoke(self.resolved_parameters())
+
+    def __repr__(self) -> str:
+        return f"<Call {self.task.name!r}>"
 
 
 def new_run(
@@ -104,14 +119,10 @@ def new_run(
     return _engine.Run(
         TaskFuture(task.name),
         Call(task, parameters, rebuild),
-        task.is_async,
+        task.run_options,
         owner,
         contextvars.copy_context(),
         loop,
-        task._policy,
-        task.timeout_seconds,
-        task._limit,
-        task._on_final,
     )
 
 
@@ -188,9 +199,15 @@ class TaskRunner(abc.ABC):
     def start_run(self, run: _engine.Run) -> None:
         """Begin executing `run` (the engine calls this once its upstreams are final)."""
 
-    def cancel_running(self, run: _engine.Run) -> bool:
-        """Stop a run that already started; runners that cannot return False."""
+    def can_stop(self, run: _engine.Run) -> bool:
+        """Can this runner interrupt `run`'s executing attempt (kill its worker,
+        cancel it remotely)? The default, False, suits runners that execute calls on
+        threads: a cancel leaves the attempt running, a deadline abandons it."""
         return False
+
+    def stop_running(self, run: _engine.Run) -> None:  # noqa: B027  (optional hook)
+        """Interrupt `run`'s executing attempt (only asked after `can_stop` said yes);
+        report its outcome afterwards as usual."""
 
     def release_run(self, run: _engine.Run) -> None:
         # set.add/discard and list.append are atomic (the GIL, or per-object locks on
@@ -335,18 +352,13 @@ class TaskRunner(abc.ABC):
 
         Returns how many were cancelled.
         """
-        runs = self._pending_runs()
-        return sum(
-            1 for run in runs if run.future._state.type is StateType.PENDING and run.cancel()
-        )
+        return _engine.stop_runs(self._pending_runs(), CancelReason.CANCELLED, pending_only=True)
 
     def _cancel_running(self) -> None:
-        """Stop the runs that can be stopped: async runs are cancelled; runs the runner
-        can stop (a process worker is killed) are cancelled through it; running thread
-        runs go on (a thread cannot be interrupted)."""
-        for run in self._pending_runs():
-            if run.task is not None or run.future._state.type is StateType.RUNNING:
-                run.cancel()
+        """Stop every run that can be stopped: those not started end Cancelled, async
+        runs are cancelled, runs the runner can stop (a process worker is killed) are
+        stopped through it; running thread runs go on (a thread cannot be interrupted)."""
+        _engine.stop_runs(self._pending_runs(), CancelReason.CANCELLED)
 
     def _async_loop(self) -> asyncio.AbstractEventLoop:
         return self._loop if self._loop is not None else _portal.get_loop()
@@ -414,27 +426,19 @@ class TaskRunner(abc.ABC):
             self._leave()
 
     def _abandon(self, reason: str) -> None:
+        """Ctrl-C or SIGTERM: stop everything now; runs still on threads end Cancelled
+        at once and their threads are not joined."""
         self._abandoned = True
-        self.cancel_all()
-        self._cancel_running()
-        for run in self._pending_runs():
-            run.cancel_reason = "cancelled"
-            if self.cancel_running(run) is False:
-                _engine.cancelled(run, reason)
+        _engine.stop_runs(self._pending_runs(), CancelReason.INTERRUPTED, reason)
 
     def time_out_all(self, seconds: float | None) -> None:
-        """A flow's deadline passed: cancel what has not started, cancel async runs, and
-        fail running thread/process runs TimedOut (asking the runner to stop them).
-        Threads that still run timed-out tasks are not joined on exit."""
+        """A flow's deadline passed: runs not started end Cancelled; running ones end
+        TimedOut (async and process runs are stopped, thread runs abandoned: their
+        threads are not joined on exit)."""
         self._abandoned = True
-        self.cancel_all()
-        for run in self._pending_runs():
-            run.timeout = seconds
-            if run.task is not None and run.loop is not None:
-                run.cancel_reason = "timeout"
-                run.loop.call_soon_threadsafe(run.task.cancel)
-            else:
-                _engine.expire(run)
+        runs = self._pending_runs()
+        _engine.stop_runs(runs, CancelReason.CANCELLED, pending_only=True)
+        _engine.stop_runs(runs, CancelReason.TIMED_OUT, seconds=seconds)
 
     async def __aenter__(self: Self_) -> Self_:
         self._enter(asyncio.get_running_loop())

@@ -18,17 +18,16 @@ How a run travels:
    thread runner. Errors keep their type; a `KilledWorker` (the worker died running
    the task) ends the run CRASHED, the `KilledWorker` kept as `__cause__`.
 
-Retries reuse the engine's policy (`retry_delay`, `mark_running`): a failed attempt is
-resubmitted (after its delay, on the engine loop's timer). Timeouts use the engine's
-deadline (`mark_running` arms it for sync tasks; this runner arms the same one for
-async tasks); at the deadline the run ends TimedOut and its Dask future is cancelled.
+The run's life (attempts, retries, deadline, cancellation) is the core's: this runner
+reports each attempt's outcome (`report_value` / `report_error` / `report_crash`) and
+resubmits when the core says a retry is due (`retry_later`). At the deadline, or on a
+cancel, the run ends as the core decides and its Dask future is cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import queue
 import threading
 import uuid
@@ -39,10 +38,9 @@ from typing import Any
 import distributed
 
 from .._arguments import resolve
-from .._core import _engine, _portal
-from .._core._exceptions import SerializationError
+from .._core import _engine
+from .._core._exceptions import SerializationError, TaskCrashed
 from .._core._future import Deferred, TaskFuture
-from .._core._states import State, StateType
 from ._base import Call, TaskRunner
 from ._by_name import task_function_ref
 
@@ -65,25 +63,14 @@ def _run_on_worker(fn: Callable[..., Any], is_async: bool, args: Any, kwargs: An
     return asyncio.run(main())
 
 
-def _invoke_spec(task: Any, parameters: dict[str, Any]) -> Any:
-    # Fallback for a TaskSpec that is not an `asyncflow.task` (no `fn`): its own _invoke.
-    return task._invoke(parameters)
-
-
 def _call_parts(
-    task: Any, parameters: dict[str, Any]
-) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+    call: Call, parameters: dict[str, Any]
+) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     """The function to ship and its arguments. Only the function travels, not the Task
     object (its hooks, limits and policies stay on the client)."""
-    fn = getattr(task, "fn", None)
-    signature = getattr(task, "_signature", None)
-    if fn is None or signature is None:
-        return _invoke_spec, (task, parameters), {}
-    fn = task_function_ref(task) or fn
-    if getattr(task, "_simple", False):
-        return fn, (), parameters
-    bound = inspect.BoundArguments(signature, parameters)  # type: ignore[arg-type, unused-ignore]  # typeshed (some versions) wants an OrderedDict
-    return fn, tuple(bound.args), dict(bound.kwargs)
+    task = call.task
+    args, kwargs = task.split(parameters)
+    return task_function_ref(task) or task.fn, args, kwargs
 
 
 def _describe_error(exc: BaseException) -> str:
@@ -244,14 +231,7 @@ class DaskTaskRunner(TaskRunner):
         if self._client is None:
             _engine.cancelled(run, "cancelled: its runner shut down before it started")
             return
-        if not _engine.mark_running(run):
-            return  # cancelled while it waited
-        if run.is_async and run.timeout is not None:
-            # The engine arms deadlines for sync runs only (async ones time themselves on
-            # their loop); here both run remotely, so arm the same deadline.
-            loop = _portal.get_loop()
-            loop.call_soon_threadsafe(_arm_deadline, run, loop)
-        self._submit_attempt(run, 1)
+        self._retry(run)
 
     def _parameters(self, call: Call) -> dict[str, Any]:
         """Resolved parameters, with this runner's completed upstreams as Dask futures."""
@@ -274,11 +254,11 @@ class DaskTaskRunner(TaskRunner):
         if client is None:
             _engine.cancelled(run, "cancelled: its runner shut down before it could retry")
             return
-        call = run.invoke
+        call = run.call
         try:
             if not isinstance(call, Call):
                 raise TypeError(f"{self.name} can only run asyncflow task runs, got {call!r}")
-            fn, args, kwargs = _call_parts(call.task, self._parameters(call))
+            fn, args, kwargs = _call_parts(call, self._parameters(call))
             key = f"{run.future.name}-{uuid.uuid4().hex}"
             try:
                 remote = client.submit(_run_on_worker, fn, run.is_async, args, kwargs, key=key)
@@ -290,14 +270,18 @@ class DaskTaskRunner(TaskRunner):
                 err.__cause__ = exc
                 raise err from exc
         except BaseException as exc:
-            _engine.complete(run, _engine.failure_state(exc, attempt), None, exc)
+            self._after_failure(run, _engine.report_error(run, exc))
             return
         self._attempts[run] = (remote, attempt)
         remote.add_done_callback(_Finished(self._queue, run))
 
-    def cancel_running(self, run: _engine.Run) -> bool:
-        _engine.cancelled(run)  # no-op if already final (timed out); see release_run
-        return True
+    def can_stop(self, run: _engine.Run) -> bool:
+        return run in self._attempts
+
+    def stop_running(self, run: _engine.Run) -> None:
+        # The run ends now, as the core decided (Cancelled or TimedOut); `release_run`
+        # then cancels its Dask future, and the late outcome from the cluster is stale.
+        _engine.report_crash(run, TaskCrashed(f"task {run.name!r} was stopped on the Dask cluster"))
 
     def release_run(self, run: _engine.Run) -> None:
         entry = self._attempts.pop(run, None)
@@ -350,53 +334,55 @@ class DaskTaskRunner(TaskRunner):
                 values = self.client.gather([remote for _, remote, _ in fetch])
             except Exception:
                 values = None  # one was lost: fetch them one by one below
-        for run, remote, attempt in on_cluster:
+        for run, remote, _ in on_cluster:
             fut = run.future
             self._results[fut] = remote
-            value = Deferred(functools.partial(_load_remote, fut.name, remote))
-            _engine.complete(run, State(StateType.COMPLETED, attempts=attempt), value, None)
-        for i, (run, remote, attempt) in enumerate(fetch):
+            _engine.report_value(run, Deferred(functools.partial(_load_remote, fut.name, remote)))
+        for i, (run, remote, _) in enumerate(fetch):
             if values is not None:
                 value = values[i]
             else:
                 try:
                     value = remote.result()
                 except Exception as exc:
-                    _engine.crashed(run, exc)
+                    self._crashed(run, f"its value could not be fetched: {exc!r}", exc)
                     continue
             self._results[run.future] = remote
-            _engine.complete(run, State(StateType.COMPLETED, attempts=attempt), value, None)
-        for run, remote, attempt in current:
+            _engine.report_value(run, value)
+        for run, remote, _ in current:
             status = remote.status
             if status == "finished":
                 continue
             if status == "error":
-                self._failed_attempt(run, remote, attempt)
+                self._failed_attempt(run, remote)
             elif status == "cancelled":
-                _engine.cancelled(run, "cancelled on the Dask cluster")
+                self._crashed(run, "its Dask future was cancelled on the cluster")
             else:  # "lost": its data went with a worker
-                _engine.crashed(run, RuntimeError(f"Dask future {remote.key!r} is {status}"))
+                self._crashed(run, f"its Dask future {remote.key!r} is {status}")
 
-    def _failed_attempt(self, run: _engine.Run, remote: Any, attempt: int) -> None:
+    def _crashed(self, run: _engine.Run, why: str, cause: BaseException | None = None) -> None:
+        err = TaskCrashed(f"task {run.name!r} crashed: {why}")
+        err.__cause__ = cause
+        self._after_failure(run, _engine.report_crash(run, err))
+
+    def _failed_attempt(self, run: _engine.Run, remote: Any) -> None:
         exc = remote.exception()
         assert exc is not None
         tb = remote.traceback()
         if tb is not None:
             exc = exc.with_traceback(tb)
-        if isinstance(exc, distributed.KilledWorker):
-            _engine.crashed(run, exc)  # the worker died running it: not retried
+        if isinstance(exc, distributed.KilledWorker):  # the worker died running it
+            self._crashed(run, f"{type(exc).__name__}: {exc}", exc)
             return
-        delay = _engine.retry_delay(run, exc, attempt)
-        if delay is None:
-            _engine.complete(run, _engine.failure_state(exc, attempt), None, exc)
-        elif delay:
-            loop = _portal.get_loop()
-            loop.call_soon_threadsafe(loop.call_later, delay, self._retry, run, attempt + 1)
-        else:
-            self._retry(run, attempt + 1)
+        self._after_failure(run, _engine.report_error(run, exc))
 
-    def _retry(self, run: _engine.Run, attempt: int) -> None:
-        if _engine.mark_running(run, attempt):
+    def _after_failure(self, run: _engine.Run, delay: float | None) -> None:
+        if delay is not None:  # the core says: another attempt, after `delay`
+            _engine.retry_later(run, delay, self._retry)
+
+    def _retry(self, run: _engine.Run) -> None:
+        attempt = _engine.begin(run)  # arms the run's deadline at attempt 1
+        if attempt:
             self._submit_attempt(run, attempt)
 
 
@@ -422,8 +408,3 @@ class _Finished:
 
     def __call__(self, remote: Any) -> None:
         self.queue.put((self.run, remote))
-
-
-def _arm_deadline(run: _engine.Run, loop: asyncio.AbstractEventLoop) -> None:
-    if not run.future._state._final and run.timeout is not None:
-        run.timer = loop.call_later(run.timeout, _engine.expire, run)

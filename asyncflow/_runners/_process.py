@@ -110,7 +110,7 @@ class ProcessPoolTaskRunner(TaskRunner):
 
     def start_run(self, run: _engine.Run) -> None:
         # In a worker, an async run is as opaque to the engine as a thread run: its
-        # deadline is armed by `mark_running` and enforced through `cancel_running`.
+        # deadline is armed by `begin` and enforced through `stop_running`.
         run.is_async = False
         pool = self._pool
         if pool is None:
@@ -125,6 +125,11 @@ class ProcessPoolTaskRunner(TaskRunner):
         if self._pool is not None:
             self._pool.end_batch()
 
-    def cancel_running(self, run: _engine.Run) -> bool:
+    def can_stop(self, run: _engine.Run) -> bool:
         pool = self._pool
-        return pool is not None and pool.cancel_running(run)
+        return pool is not None and pool.holds(run)
+
+    def stop_running(self, run: _engine.Run) -> None:
+        pool = self._pool
+        if pool is not None:
+            pool.stop_running(run)

@@ -26,9 +26,9 @@ import threading
 from multiprocessing.context import BaseContext
 from typing import Any
 
-from .._core import _engine, _portal
+from .._core import _engine
 from .._core._exceptions import SerializationError, TaskCrashed
-from .._core._states import State, StateType, completed_state
+from .._core._states import State, StateType
 from ._by_name import task_function_ref
 from ._process_worker import KIND_OK, dumps, worker_main
 
@@ -48,8 +48,8 @@ class _Item:
         self.run_id = run_id
         self.fn = fn  # (key, pickled function)
         self.call_bytes = call
-        self.is_async = bool(run.invoke.task.is_async)  # type: ignore[attr-defined]
-        self.attempt = 1
+        self.is_async = run.call.is_async
+        self.attempt = 0  # the attempt it was last sent for
         self.sent = False
 
 
@@ -105,12 +105,12 @@ class ProcessPool:
     # ---- handing runs over (any thread) --------------------------------------------------
     def submit(self, run: _engine.Run) -> None:
         """Encode `run`'s call and queue it; an unpicklable one fails here, alone."""
-        call = run.invoke
-        task = call.task  # type: ignore[attr-defined]
+        call = run.call
+        task = call.task
         try:
             fn = self._function(task)
-            params = call.resolved_parameters()  # type: ignore[attr-defined]
-            call_bytes = _encode_call(task, params)
+            _, args, kwargs = call.parts()
+            call_bytes = _encode_call(task.name, args, kwargs)
         except SerializationError as exc:
             _engine.complete(run, State(StateType.FAILED, message=str(exc)), None, exc)
             return
@@ -168,33 +168,35 @@ class ProcessPool:
         except BlockingIOError:  # the pipe is full: the reader will wake anyway
             pass
 
-    def cancel_running(self, run: _engine.Run) -> bool:
-        """Kill the worker that holds `run` (it is replaced; the rest of its batch goes
-        to another worker). False if no worker holds it."""
+    def _holder(self, run: _engine.Run) -> _Worker | None:
         with self._lock:
-            target = next(
+            return next(
                 (w for w in self._workers if any(item.run is run for item in w.inflight)), None
             )
-            queued = target is None and any(item.run is run for item in self._queue)
-        if queued:  # waiting for a retry: it will not be sent again
-            return _engine.cancelled(run)
-        if target is None:
-            return False
-        if run.cancel_reason is None:
-            run.cancel_reason = "cancelled"
-        _kill(target)
-        return True
+
+    def holds(self, run: _engine.Run) -> bool:
+        """Is `run` on a worker (so that killing the worker stops it)?"""
+        return self._holder(run) is not None
+
+    def stop_running(self, run: _engine.Run) -> None:
+        """Kill the worker that holds `run` (it is replaced; the rest of its batch goes
+        to another worker); its death is then reported as the run's outcome."""
+        target = self._holder(run)
+        if target is not None:
+            _kill(target)
 
     # ---- under the lock ----------------------------------------------------------------
     def _send(self, worker: _Worker, items: list[_Item]) -> bool:
         """Send the runs of `items` that may still start; False if none could."""
         batch = []
-        if len(items) > 1 and not any(item.sent or item.attempt > 1 for item in items):
+        if len(items) > 1 and not any(item.sent or item.attempt for item in items):
             # A fresh batch (no timeouts in batches): one lock round-trip marks them all.
-            ready = {id(run) for run in _engine.mark_running_many([i.run for i in items])}
+            ready = {id(run) for run in _engine.begin_many([i.run for i in items])}
             items = [item for item in items if id(item.run) in ready]
+            for item in items:
+                item.attempt = 1
         else:
-            items = [item for item in items if self._mark_running(item)]
+            items = [item for item in items if self._begin(item)]
         for item in items:
             item.sent = True
             key, data = item.fn
@@ -211,10 +213,11 @@ class ProcessPool:
         return True
 
     @staticmethod
-    def _mark_running(item: _Item) -> bool:
-        if item.sent or item.attempt > 1:  # re-sent after a death, or retried
-            return item.run.future._set_running(item.attempt)
-        return _engine.mark_running(item.run)  # arms the run's deadline, if any
+    def _begin(item: _Item) -> bool:
+        if item.sent:  # re-sent after its worker died running another call
+            return not item.run.future._state._final
+        item.attempt = _engine.begin(item.run)  # arms the run's deadline at attempt 1
+        return item.attempt > 0
 
     def _feed_idle(self) -> None:
         while self._idle and self._queue:
@@ -306,9 +309,6 @@ class ProcessPool:
 
     def _finish(self, item: _Item, kind: int, payload: bytes) -> None:
         run = item.run
-        if run.cancel_reason == "cancelled":
-            _engine.cancelled(run)
-            return
         if kind == KIND_OK:
             try:
                 value = pickle.loads(payload)
@@ -317,9 +317,9 @@ class ProcessPool:
                     f"task {run.future.name!r}: its result could not be unpickled in the "
                     f"parent process: {type(exc).__name__}: {exc}"
                 )
-                _engine.complete(run, _engine.failure_state(err, item.attempt), None, err)
+                self._after_failure(item, _engine.report_error(run, err))
                 return
-            _engine.complete(run, completed_state(item.attempt), value)
+            _engine.report_value(run, value)
             return
         try:
             error, text = pickle.loads(payload)
@@ -332,16 +332,14 @@ class ProcessPool:
                 "",
             )
         error.__cause__ = RemoteTraceback(text)
-        delay = _engine.retry_delay(run, error, item.attempt)
+        self._after_failure(item, _engine.report_error(run, error))
+
+    def _after_failure(self, item: _Item, delay: float | None) -> None:
+        """Queue the run's next attempt (first in line) after `delay`, if one is due."""
         if delay is None:
-            _engine.complete(run, _engine.failure_state(error, item.attempt), None, error)
             return
-        item.attempt += 1
-        if delay:
-            loop = _portal.get_loop()
-            loop.call_soon_threadsafe(loop.call_later, delay, self._enqueue, [item], True)
-        else:
-            self._enqueue([item], front=True)
+        item.sent = False
+        _engine.retry_later(item.run, delay, lambda _run: self._enqueue([item], front=True))
 
     def _on_death(self, worker: _Worker) -> None:
         self._drain(worker)  # results it sent before dying still count
@@ -378,11 +376,8 @@ class ProcessPool:
         if crashed is None:
             return
         run = crashed.run
-        if run.cancel_reason == "cancelled":
-            _engine.cancelled(run)
-        elif not run.future._state._final:
-            err = TaskCrashed(f"task {run.future.name!r} crashed: {_describe_exit(pid, code)}")
-            _engine.complete(run, State(StateType.CRASHED, message=str(err)), None, err)
+        err = TaskCrashed(f"task {run.future.name!r} crashed: {_describe_exit(pid, code)}")
+        self._after_failure(crashed, _engine.report_crash(run, err))
 
     def _fail_queue(self, why: str) -> None:
         """End every queued run CRASHED: workers cannot be started (reader thread)."""
@@ -440,22 +435,22 @@ def _kill(worker: _Worker) -> None:
         pass
 
 
-def _encode_call(task: Any, params: dict[str, Any]) -> bytes:
-    args, kwargs = task._split(params)
+def _encode_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     try:
         return dumps((args, kwargs))
     except Exception as exc:
-        for name, value in params.items():
+        named = [(f"#{i}", v) for i, v in enumerate(args)] + list(kwargs.items())
+        for label, value in named:
             try:
                 dumps(value)
             except Exception:
                 raise SerializationError(
-                    f"task {task.name!r}: argument {name!r}, of type "
+                    f"task {name!r}: argument {label!r}, of type "
                     f"{type(value).__qualname__}, cannot be pickled to send it to a worker "
                     f"process: {type(exc).__name__}: {exc}"
                 ) from exc
         raise SerializationError(
-            f"task {task.name!r}: its arguments cannot be pickled: {type(exc).__name__}: {exc}"
+            f"task {name!r}: its arguments cannot be pickled: {type(exc).__name__}: {exc}"
         ) from exc
 
 

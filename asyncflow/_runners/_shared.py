@@ -130,9 +130,14 @@ class SharedTaskRunner(TaskRunner):
             return
         shared.start_run(run)
 
-    def cancel_running(self, run: _engine.Run) -> bool:
+    def can_stop(self, run: _engine.Run) -> bool:
         shared = self._shared
-        return shared.cancel_running(run) if shared is not None else False
+        return shared.can_stop(run) if shared is not None else False
+
+    def stop_running(self, run: _engine.Run) -> None:
+        shared = self._shared
+        if shared is not None:
+            shared.stop_running(run)
 
     def release_run(self, run: _engine.Run) -> None:
         super().release_run(run)
