@@ -135,6 +135,40 @@ class Run(Attempts):
         """Cancel this run (what `TaskFuture.cancel` calls)."""
         return cancel(self)
 
+    # ---- what a runner calls (see docs/writing-a-runner.md) ------------------------------
+    def execute(self) -> None:
+        """Execute a sync run here, in this thread, to its final state (every attempt)."""
+        execute_sync(self)
+
+    def begin_attempt(self) -> int:
+        """Before sending an attempt elsewhere: mark the run RUNNING (and arm its
+        deadline at the first attempt). The attempt number, or 0: do not send it."""
+        return begin(self)
+
+    def report_value(self, value: Any) -> None:
+        """The attempt returned `value`."""
+        report_value(self, value)
+
+    def report_error(self, error: BaseException) -> float | None:
+        """The task's code raised `error`. Returns the delay before the next attempt
+        if the run retries (then call `retry_later`), else None: the run is final."""
+        return report_error(self, error)
+
+    def report_crash(self, error: BaseException) -> float | None:
+        """The attempt ended outside the task's code (its worker died, the cluster
+        lost it): `error` says how (wrapped in `TaskCrashed` unless it is one). As
+        `report_error`, a crash is retried when the task's retry policy agrees."""
+        if not isinstance(error, TaskCrashed):
+            crash = TaskCrashed(f"task {self.name!r} crashed: {type(error).__name__}: {error}")
+            crash.__cause__ = error
+            error = crash
+        return report_crash(self, error)
+
+    def retry_later(self, delay: float, again: Callable[[Run], object]) -> None:
+        """Call `again(run)` after `delay` seconds (on the engine loop's timer), unless
+        the run is stopped meanwhile; `again` calls `begin_attempt` first."""
+        retry_later(self, delay, again)
+
     def __repr__(self) -> str:
         return f"<Run {self.future.name!r} {self.future._state.name}>"
 
