@@ -10,7 +10,9 @@ from ._core._exceptions import (
     SerializationError,
     TaskCancelled,
     TaskCrashed,
+    TaskExited,
     TaskTimeout,
+    Terminated,
     UpstreamFailed,
     WouldDeadlock,
 )
@@ -25,7 +27,9 @@ __all__ = (
     "SerializationError",
     "TaskCancelled",
     "TaskCrashed",
+    "TaskExited",
     "TaskTimeout",
+    "Terminated",
     "UpstreamFailed",
     "WouldDeadlock",
 )

@@ -23,7 +23,15 @@ from typing import Any, Protocol
 
 from . import _portal
 from ._context import current_run
-from ._exceptions import TaskCancelled, TaskCrashed, TaskTimeout, UpstreamFailed
+from ._exceptions import (
+    ExitInWorker,
+    TaskCancelled,
+    TaskCrashed,
+    TaskExited,
+    TaskTimeout,
+    Terminated,
+    UpstreamFailed,
+)
 from ._future import LOCK, TaskFuture, finalize_locked, run_callbacks
 from ._policy import ConcurrencyLimit, RetryPolicy
 from ._resolver import Outcome, Resolver, Skip, Start, Upstream
@@ -47,6 +55,7 @@ __all__ = (
     "start",
     "start_on_loop",
     "submit",
+    "task_error",
 )
 
 logger = logging.getLogger("asyncflow")
@@ -310,6 +319,25 @@ def _call_in_run(run: Run) -> Any:
     return run.invoke()
 
 
+def task_error(run: Run, exc: BaseException) -> BaseException:
+    """What the exception a task's code raised stands for, for every runner and both
+    executors (the one place this rule lives).
+
+    `sys.exit()` in a task is that task failing, not the program exiting: it becomes
+    `TaskExited` (an `Exception`: FAILED, retried like any failure, never exits the
+    caller that looks at the result). asyncflow's own `Terminated` (SIGTERM in the
+    main thread) is not the task's doing and stays as it is.
+    """
+    if isinstance(exc, ExitInWorker):  # a remote worker's sys.exit(), carried back
+        exc = SystemExit(exc.code).with_traceback(exc.__traceback__)
+    if not isinstance(exc, SystemExit) or isinstance(exc, Terminated):
+        return exc
+    call = "sys.exit()" if exc.code is None else f"sys.exit({exc.code!r})"
+    err = TaskExited(f"task {run.future.name!r} called {call}", exc.code)
+    err.__cause__ = exc
+    return err.with_traceback(exc.__traceback__)
+
+
 def failure_state(exc: BaseException, attempts: int) -> State:
     if isinstance(exc, Exception):
         return State(StateType.FAILED, message=f"{type(exc).__name__}: {exc}", attempts=attempts)
@@ -397,9 +425,10 @@ def execute_sync(run: Run) -> None:
         try:
             value = run.context.run(_call_in_run, run)
         except BaseException as exc:
-            delay = retry_delay(run, exc, attempt)
+            err = task_error(run, exc)
+            delay = retry_delay(run, err, attempt)
             if delay is None:
-                complete(run, failure_state(exc, attempt), None, exc)
+                complete(run, failure_state(err, attempt), None, err)
                 return
             if delay:
                 time.sleep(delay)
@@ -445,9 +474,10 @@ async def execute_async(run: Run) -> None:
                 complete(run, _timed_out_state(run, attempt), None, _timeout_error(run))
                 return
             except BaseException as exc:
-                delay = retry_delay(run, exc, attempt)
+                err = task_error(run, exc)
+                delay = retry_delay(run, err, attempt)
                 if delay is None:
-                    complete(run, failure_state(exc, attempt), None, exc)
+                    complete(run, failure_state(err, attempt), None, err)
                     return
                 await asyncio.sleep(delay)
                 attempt += 1

@@ -18,7 +18,9 @@ __all__ = (
     "SerializationError",
     "TaskCancelled",
     "TaskCrashed",
+    "TaskExited",
     "TaskTimeout",
+    "Terminated",
     "UpstreamFailed",
     "WouldDeadlock",
 )
@@ -54,6 +56,51 @@ class TaskCancelled(AsyncflowError):
 
 class TaskCrashed(AsyncflowError):
     """The task run ended abnormally outside its own code (e.g. its worker died)."""
+
+
+class TaskExited(AsyncflowError):
+    """The task's own code called `sys.exit()` (or raised `SystemExit`).
+
+    That is the task failing, not the program exiting: the run ends FAILED (and is
+    retried like any failure), and this error, not `SystemExit`, reaches whoever looks
+    at its result. `code` is the exit code the task passed; `__cause__` is the
+    `SystemExit` itself. To stop the whole program from a task, let it return a value
+    the caller acts on.
+    """
+
+    def __init__(self, message: str, code: object = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+    def __reduce__(self) -> tuple[type[TaskExited], tuple[str, object]]:
+        return (type(self), (str(self), self.code))
+
+
+class ExitInWorker(Exception):
+    """Private: carries a `sys.exit()` made by a task on an engine that would let a
+    `SystemExit` kill its worker (Dask), back to the client, where `task_error` turns
+    it into `TaskExited` like any other `SystemExit` raised by task code."""
+
+    def __init__(self, code: object = None) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread of a script when the process receives SIGTERM while
+    asyncflow owns that signal (see docs/policies.md, "SIGTERM").
+
+    Like `KeyboardInterrupt` on Ctrl-C, it unwinds the script: `finally` blocks and
+    `atexit` handlers run, runners end their runs Cancelled, and the interpreter exits
+    with status 143 (128 + SIGTERM, what a shell reports for a terminated process).
+    It derives from `SystemExit` (not `AsyncflowError`): it ends the program.
+    """
+
+    def __init__(self, code: int = 143) -> None:
+        super().__init__(code)
+
+    def __str__(self) -> str:
+        return f"terminated by SIGTERM (exit status {self.code})"
 
 
 class CircularDependency(AsyncflowError, ValueError):

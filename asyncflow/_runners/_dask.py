@@ -40,7 +40,7 @@ import distributed
 
 from .._arguments import resolve
 from .._core import _engine, _portal
-from .._core._exceptions import SerializationError
+from .._core._exceptions import ExitInWorker, SerializationError
 from .._core._future import Deferred, TaskFuture
 from .._core._states import State, StateType
 from ._base import Call, TaskRunner
@@ -56,13 +56,16 @@ _STOP = object()  # tells the completion thread to finish
 
 def _run_on_worker(fn: Callable[..., Any], is_async: bool, args: Any, kwargs: Any) -> Any:
     """What a Dask worker executes: the task's function; an async one on a fresh loop."""
-    if not is_async:
-        return fn(*args, **kwargs)
+    try:
+        if not is_async:
+            return fn(*args, **kwargs)
 
-    async def main() -> Any:
-        return await fn(*args, **kwargs)
+        async def main() -> Any:
+            return await fn(*args, **kwargs)
 
-    return asyncio.run(main())
+        return asyncio.run(main())
+    except SystemExit as exc:  # Dask lets SystemExit kill its worker: carry it back instead
+        raise ExitInWorker(exc.code) from None
 
 
 def _invoke_spec(task: Any, parameters: dict[str, Any]) -> Any:
@@ -386,6 +389,7 @@ class DaskTaskRunner(TaskRunner):
         if isinstance(exc, distributed.KilledWorker):
             _engine.crashed(run, exc)  # the worker died running it: not retried
             return
+        exc = _engine.task_error(run, exc)  # sys.exit() in the task: TaskExited
         delay = _engine.retry_delay(run, exc, attempt)
         if delay is None:
             _engine.complete(run, _engine.failure_state(exc, attempt), None, exc)

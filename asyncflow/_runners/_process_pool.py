@@ -332,6 +332,7 @@ class ProcessPool:
                 "",
             )
         error.__cause__ = RemoteTraceback(text)
+        error = _engine.task_error(run, error)  # sys.exit() in the task: TaskExited
         delay = _engine.retry_delay(run, error, item.attempt)
         if delay is None:
             _engine.complete(run, _engine.failure_state(error, item.attempt), None, error)
