@@ -94,7 +94,9 @@ SCRIPTS = {
 STARTED = {"sync-flow": 3, "with": 2, "async-flow": 3, "default-runner": 2}
 
 
-def _run_and_terminate(tmp_path: Any, body: str, started: int) -> tuple[float, int, str, str]:
+def _run_and_terminate(
+    tmp_path: Any, body: str, started: int, signum: int = signal.SIGTERM
+) -> tuple[float, int, str, str]:
     script = tmp_path / "script.py"
     script.write_text(SCRIPT_HEAD + textwrap.dedent(body))
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
@@ -110,7 +112,7 @@ def _run_and_terminate(tmp_path: Any, body: str, started: int) -> tuple[float, i
         for _ in range(started):  # every task is running (the gate)
             assert proc.stdout.readline().strip() == "started"
         sent = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=20)
         return time.monotonic() - sent, proc.returncode, out, err
     finally:
@@ -132,6 +134,17 @@ def test_sigterm_unwinds_a_script_like_ctrl_c(tmp_path: Any, mode: str) -> None:
     names = eval(states[0].removeprefix("atexit "))  # the list the script printed
     assert names, out
     assert all(name == "Cancelled" for name in names), names
+    assert elapsed < 2.0, elapsed
+
+
+@pytest.mark.fault
+@pytest.mark.timeout(60)
+def test_ctrl_c_does_not_wait_for_the_default_runner_at_exit(tmp_path: Any) -> None:
+    body = SCRIPTS["default-runner"]
+    elapsed, code, out, err = _run_and_terminate(tmp_path, body, 2, signal.SIGINT)
+    assert code == -signal.SIGINT, (code, err)  # Python's own exit for an uncaught Ctrl-C
+    assert "KeyboardInterrupt" in err
+    assert "atexit ['Cancelled', 'Cancelled']" in out.splitlines()
     assert elapsed < 2.0, elapsed
 
 
