@@ -12,7 +12,6 @@ from ._core._exceptions import (
     TaskCrashed,
     TaskExited,
     TaskTimeout,
-    Terminated,
     UpstreamFailed,
     WouldDeadlock,
 )
@@ -29,7 +28,6 @@ __all__ = (
     "TaskCrashed",
     "TaskExited",
     "TaskTimeout",
-    "Terminated",
     "UpstreamFailed",
     "WouldDeadlock",
 )

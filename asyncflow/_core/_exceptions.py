@@ -20,7 +20,6 @@ __all__ = (
     "TaskCrashed",
     "TaskExited",
     "TaskTimeout",
-    "Terminated",
     "UpstreamFailed",
     "WouldDeadlock",
 )
@@ -87,13 +86,13 @@ class ExitInWorker(Exception):
 
 
 class Terminated(SystemExit):
-    """Raised in the main thread of a script when the process receives SIGTERM while
-    asyncflow owns that signal (see docs/policies.md, "SIGTERM").
+    """Private (not in `asyncflow.exceptions`: a `SystemExit` cannot also be an
+    `AsyncflowError`; catch `SystemExit`). Raised in the main thread of a script when
+    the process receives SIGTERM while asyncflow owns that signal (docs/policies.md).
 
     Like `KeyboardInterrupt` on Ctrl-C, it unwinds the script: `finally` blocks and
     `atexit` handlers run, runners end their runs Cancelled, and the interpreter exits
     with status 143 (128 + SIGTERM, what a shell reports for a terminated process).
-    It derives from `SystemExit` (not `AsyncflowError`): it ends the program.
     """
 
     def __init__(self, code: int = 143) -> None:
