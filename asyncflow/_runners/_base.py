@@ -430,7 +430,7 @@ class TaskRunner(abc.ABC):
         self._cancel_running()
         for run in self._pending_runs():
             run.cancel_reason = "cancelled"
-            self.cancel_running(run)  # a process worker is killed; a thread abandoned
+            self.cancel_running(run)  # a process worker is killed; a thread goes on
             # Final now, whatever the runner reports later: the program is on its way
             # out and may not live to see a killed worker's exit.
             _engine.cancelled(run, reason)

@@ -2,9 +2,9 @@
 
 Sync runs go to a `WorkerPool` (bounded, but a worker blocked on a child's future
 lends its slot, so nested submission cannot deadlock). A thread cannot be killed: a
-run given up on while it runs (timed out, or abandoned on Ctrl-C/SIGTERM) has its
-worker *abandoned*, so the slot goes to a new thread, shutdown and interpreter exit
-do not wait for it, and its late result is discarded. Async runs go to the loop the
+run that times out while it runs (task or flow timeout) has its worker *abandoned*,
+so the slot goes to a new thread, shutdown and interpreter exit do not wait for it,
+and its late result is discarded. Async runs go to the loop the
 runner was entered on with `async with` (the caller's loop), or else to the
 background engine loop.
 
@@ -83,10 +83,12 @@ class ThreadPoolTaskRunner(TaskRunner):
         pool.submit(_engine.execute_sync, run)
 
     def cancel_running(self, run: _engine.Run) -> bool:
-        # A running thread cannot be stopped (False). But a run given up on (it timed
-        # out, or is abandoned on the way out) must not keep its slot, nor be joined.
+        # A running thread cannot be stopped (False). But a run that timed out must not
+        # keep its slot, nor be joined. (On Ctrl-C/SIGTERM the whole pool is left
+        # unjoined instead, and a web app's shutdown still waits a moment for workers
+        # that call check_cancelled(): those stay in the pool.)
         pool = self._pool
-        if pool is not None and run.cancel_reason is not None and not run.is_async:
+        if pool is not None and run.cancel_reason == "timeout" and not run.is_async:
             pool.abandon(run)
         return False
 
