@@ -15,6 +15,9 @@ __all__ = ("Settings", "get_settings")
 
 THREAD_POOL_MAX_WORKERS = "ASYNCFLOW_TASK_RUNNER_THREAD_POOL_MAX_WORKERS"
 PROCESS_POOL_MAX_WORKERS = "ASYNCFLOW_TASK_RUNNER_PROCESS_POOL_MAX_WORKERS"
+HANDLE_SIGTERM = "ASYNCFLOW_HANDLE_SIGTERM"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 class Settings(NamedTuple):
@@ -22,6 +25,7 @@ class Settings(NamedTuple):
 
     thread_pool_max_workers: int | None = None
     process_pool_max_workers: int | None = None
+    handle_sigterm: bool = True  # SIGTERM unwinds scripts like Ctrl-C (docs/policies.md)
 
 
 def _positive_int(name: str) -> int | None:
@@ -39,9 +43,19 @@ def _positive_int(name: str) -> int | None:
     return value
 
 
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE or raw in _FALSE:
+        return raw in _TRUE
+    raise ValueError(f"environment variable {name} must be 1 or 0 (true/false), got {raw!r}")
+
+
 def get_settings() -> Settings:
     """Read the environment now (not cached: runners call this when created)."""
     return Settings(
         thread_pool_max_workers=_positive_int(THREAD_POOL_MAX_WORKERS),
         process_pool_max_workers=_positive_int(PROCESS_POOL_MAX_WORKERS),
+        handle_sigterm=_flag(HANDLE_SIGTERM, True),
     )

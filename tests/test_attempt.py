@@ -320,7 +320,7 @@ class Reference:
     def cancel(self, reason: str, stoppable: bool) -> str:
         if self.final is not None or self.stop is not None:
             return "none"
-        if self.phase == "running":
+        if self.phase == "running" and reason != "interrupted":
             if stoppable:
                 self.stop = reason
                 return "stop"

@@ -194,6 +194,7 @@ def test_thread_task_future_fails_at_deadline_and_cooperative_check_stops_it() -
     from asyncflow import check_cancelled
 
     release = threading.Event()
+    returned = threading.Event()  # the abandoned thread is not joined: wait for it here
     stopped: list[str] = []
 
     @task(timeout_seconds=0.05)
@@ -204,6 +205,8 @@ def test_thread_task_future_fails_at_deadline_and_cooperative_check_stops_it() -
         except exceptions.TaskTimeout:
             stopped.append("timeout seen")
             raise
+        finally:
+            returned.set()
         return "finished"
 
     with ThreadPoolTaskRunner(max_workers=1):
@@ -213,6 +216,7 @@ def test_thread_task_future_fails_at_deadline_and_cooperative_check_stops_it() -
         with pytest.raises(exceptions.TaskTimeout, match="slow"):
             fut.result()
         release.set()
+    assert returned.wait(WAIT)
     assert stopped == ["timeout seen"]
     assert fut.state.name == "TimedOut"  # the late outcome does not overwrite it
 

@@ -29,6 +29,9 @@ Phases, and the events that move a run between them::
                                        a deadline, an interrupt or a shutdown ends the
                                        run at once and abandons the attempt (its late
                                        outcome is dropped)
+      RUNNING, interrupt (Ctrl-C, SIGTERM) -> FINAL at once, and a stoppable attempt is
+                                       interrupted too: the program is on its way out
+                                       and may not live to see the attempt's outcome
 
 The rules, in words:
 
@@ -55,7 +58,7 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import TaskCancelled, TaskExited, TaskTimeout
+from ._exceptions import ExitInWorker, TaskCancelled, TaskExited, TaskTimeout, Terminated
 from ._states import State, StateType, completed_state
 
 if TYPE_CHECKING:
@@ -135,13 +138,19 @@ _ABANDONING = (CancelReason.TIMED_OUT, CancelReason.INTERRUPTED, CancelReason.SH
 
 
 def task_error(error: BaseException, name: str) -> BaseException:
-    """The exception a failed attempt stands for: the task's own, except that
-    `sys.exit()` in task code becomes `TaskExited` (the caller must not exit)."""
-    if isinstance(error, SystemExit):
-        exited = TaskExited(f"task {name!r} called sys.exit({error.code!r})", error.code)
-        exited.__cause__ = error
-        return exited
-    return error
+    """The exception a failed attempt stands for (the one place this rule lives): the
+    task's own, except that `sys.exit()` in task code becomes `TaskExited` (an
+    `Exception`: FAILED, retried like any failure, never an exit of the caller).
+    asyncflow's own `Terminated` (SIGTERM in the main thread) is not the task's doing
+    and stays as it is; `ExitInWorker` is a remote worker's `sys.exit()` carried back."""
+    if isinstance(error, ExitInWorker):
+        error = SystemExit(error.code).with_traceback(error.__traceback__)
+    if not isinstance(error, SystemExit) or isinstance(error, Terminated):
+        return error
+    call = "sys.exit()" if error.code is None else f"sys.exit({error.code!r})"
+    exited = TaskExited(f"task {name!r} called {call}", error.code)
+    exited.__cause__ = error
+    return exited.with_traceback(error.__traceback__)
 
 
 class Attempts:
@@ -229,11 +238,12 @@ class Attempts:
         """A stop was requested for `reason`. `stoppable`: the driver can interrupt the
         attempt that executes now (an asyncio task, a worker process). None: nothing
         to do (already final, a stop is under way, or a plain cancel of an attempt
-        that cannot be interrupted, which goes on)."""
+        that cannot be interrupted, which goes on). A Finish for an executing,
+        stoppable attempt (an interrupt) also means: interrupt it."""
         phase = self.phase
         if phase is Phase.FINAL or self.cancel_reason is not None:
             return None
-        if phase is Phase.RUNNING:
+        if phase is Phase.RUNNING and reason is not CancelReason.INTERRUPTED:
             if stoppable:
                 self.cancel_reason = reason
                 self.cancel_message = message or reason.value

@@ -466,8 +466,12 @@ def cancel(
             instructions = (instructions or []) + (more or []) or None
     if ins is None:
         return fut._state.type is StateType.CANCELLED
-    if isinstance(ins, Stop) or (phase is Phase.RETRY_WAIT and run.task is not None):
-        _interrupt(run)  # a stop, or an async driver asleep in a retry delay
+    if (
+        isinstance(ins, Stop)
+        or (phase is _RUNNING and stoppable)  # an interrupt: final now, and stopped
+        or (phase is Phase.RETRY_WAIT and run.task is not None)  # asleep in a retry delay
+    ):
+        _interrupt(run)
     if isinstance(ins, Finish):
         _after_final(run, cbs, instructions)
     return True

@@ -58,9 +58,13 @@ class TaskCrashed(AsyncflowError):
 
 
 class TaskExited(AsyncflowError):
-    """The task's code called `sys.exit()`: the run FAILED (the caller does not exit).
+    """The task's own code called `sys.exit()` (or raised `SystemExit`).
 
-    `code` is the exit code it passed; `__cause__` is the `SystemExit`.
+    That is the task failing, not the program exiting: the run ends FAILED (and is
+    retried like any failure), and this error, not `SystemExit`, reaches whoever looks
+    at its result. `code` is the exit code the task passed; `__cause__` is the
+    `SystemExit` itself. To stop the whole program from a task, let it return a value
+    the caller acts on.
     """
 
     def __init__(self, message: str, code: object = None) -> None:
@@ -69,6 +73,33 @@ class TaskExited(AsyncflowError):
 
     def __reduce__(self) -> tuple[type[TaskExited], tuple[str, object]]:
         return (type(self), (str(self), self.code))
+
+
+class ExitInWorker(Exception):
+    """Private: carries a `sys.exit()` made by a task on an engine that would let a
+    `SystemExit` kill its worker (Dask), back to the client, where `task_error` turns
+    it into `TaskExited` like any other `SystemExit` raised by task code."""
+
+    def __init__(self, code: object = None) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class Terminated(SystemExit):
+    """Private (not in `asyncflow.exceptions`: a `SystemExit` cannot also be an
+    `AsyncflowError`; catch `SystemExit`). Raised in the main thread of a script when
+    the process receives SIGTERM while asyncflow owns that signal (docs/policies.md).
+
+    Like `KeyboardInterrupt` on Ctrl-C, it unwinds the script: `finally` blocks and
+    `atexit` handlers run, runners end their runs Cancelled, and the interpreter exits
+    with status 143 (128 + SIGTERM, what a shell reports for a terminated process).
+    """
+
+    def __init__(self, code: int = 143) -> None:
+        super().__init__(code)
+
+    def __str__(self) -> str:
+        return f"terminated by SIGTERM (exit status {self.code})"
 
 
 class CircularDependency(AsyncflowError, ValueError):

@@ -10,6 +10,13 @@ demand up to `max_workers`), with two differences:
   surplus thread retires once the blocked one resumes. This is the "managed blocker"
   idea of Java's ForkJoinPool; it keeps the number of *runnable* workers bounded
   without letting parents starve their children.
+* a worker whose item was given up on (a timed-out run: a thread cannot be killed) can
+  be *abandoned*: it leaves the pool at once, so its slot is free for a new thread,
+  `shutdown` does not join it, and when its item finally returns the thread retires.
+
+Which item a worker runs is kept in a per-worker `_Worker` cell, written without the
+lock (one attribute store per item); `abandon` and the worker agree through the
+item-specific flag `cell.abandoned` (see `abandon`).
 
     >>> pool = WorkerPool(2, "demo")          # doctest: +SKIP
     >>> pool.submit(print, "hello")
@@ -34,6 +41,17 @@ logger = logging.getLogger("asyncflow")
 _Item = tuple[Callable[[Any], object], Any]
 
 
+class _Worker:
+    """What the pool knows about one of its threads."""
+
+    __slots__ = ("abandoned", "blocked", "item")
+
+    def __init__(self) -> None:
+        self.item: Any = None  # the argument of the item it runs, None while idle
+        self.abandoned: Any = None  # the item it was abandoned in (see `abandon`)
+        self.blocked = 0  # how many blocking waits it is in (counted in pool._blocked)
+
+
 class WorkerPool:
     def __init__(self, max_workers: int, name: str) -> None:
         if max_workers < 1:
@@ -43,7 +61,7 @@ class WorkerPool:
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._idle = threading.Semaphore(0)
         self._lock = threading.Lock()
-        self._threads: set[threading.Thread] = set()
+        self._threads: dict[threading.Thread, _Worker] = {}
         self._blocked = 0
         self._closed = False
         self._ids = itertools.count(1)
@@ -84,28 +102,63 @@ class WorkerPool:
     def thread_count(self) -> int:
         return len(self._threads)
 
+    def abandon(self, arg: Any) -> bool:
+        """Give up on the worker running the item `arg`: it leaves the pool now (a new
+        thread may take its slot; `shutdown` will not join it) and retires when `arg`
+        returns. False if no worker runs `arg` (queued, finished, or run elsewhere).
+
+        Lock-free handshake with the worker, which clears `cell.item` and *then* reads
+        `cell.abandoned`: we set `cell.abandoned` and *then* check `cell.item` again. If
+        it still holds `arg`, the worker has not cleared it yet and is bound to see the
+        flag. If not, the item just returned and the worker may or may not have seen the
+        flag; either way it is no longer running `arg`, which is all that matters: a
+        worker that did see it retires by itself (see `_work`).
+        """
+        with self._lock:
+            for thread, cell in self._threads.items():
+                if cell.item is arg:
+                    cell.abandoned = arg
+                    if cell.item is not arg:
+                        return False
+                    del self._threads[thread]
+                    self._blocked -= cell.blocked  # its waits no longer lend a slot
+                    break
+            else:
+                return False
+        if not self._queue.empty():
+            self._spawn_if_allowed()
+        return True
+
     # ---- blocking compensation (see _context.enter_blocking) --------------------------
     def blocking_enter(self) -> None:
         with self._lock:
+            cell = self._threads.get(threading.current_thread())
+            if cell is None:  # an abandoned worker: it holds no slot to lend
+                return
+            cell.blocked += 1
             self._blocked += 1
         if not self._queue.empty():
             self._spawn_if_allowed()
 
     def blocking_exit(self) -> None:
         with self._lock:
-            self._blocked -= 1
+            cell = self._threads.get(threading.current_thread())
+            if cell is not None and cell.blocked:
+                cell.blocked -= 1
+                self._blocked -= 1
 
     # ---- internals -----------------------------------------------------------------
     def _spawn_if_allowed(self) -> None:
         with self._lock:
             if self._closed or len(self._threads) >= self.max_workers + self._blocked:
                 return
+            cell = _Worker()
             t = threading.Thread(
-                target=self._work, name=f"{self.name}-{next(self._ids)}", daemon=True
+                target=self._work, args=(cell,), name=f"{self.name}-{next(self._ids)}", daemon=True
             )
             # Started under the lock, so `shutdown` never sees a thread it cannot join.
+            self._threads[t] = cell
             t.start()
-            self._threads.add(t)
 
     def _surplus(self) -> bool:
         # Checked without the lock first: it is almost always False.
@@ -113,27 +166,36 @@ class WorkerPool:
             return False
         with self._lock:
             if len(self._threads) > self.max_workers + self._blocked:
-                self._threads.discard(threading.current_thread())
+                self._threads.pop(threading.current_thread(), None)
                 return True
         return False
 
-    def _work(self) -> None:
+    def _work(self, cell: _Worker) -> None:
         set_worker_pool(self)
         get = self._queue.get
+        me = threading.current_thread()
         try:
             while True:
                 item = get()
                 if item is None:
                     break
                 fn, arg = item
+                cell.item = arg
                 try:
                     fn(arg)
                 except BaseException:  # the engine's wrappers catch everything; belt and braces
                     logger.exception("asyncflow worker %s: unexpected error", self.name)
+                cell.item = None
+                if cell.abandoned is arg:  # given up on while it ran: the pool replaced us
+                    return
                 del item, fn, arg  # drop references before blocking on the queue again
                 if self._surplus():
                     return
                 self._idle.release()
         finally:
             with self._lock:
-                self._threads.discard(threading.current_thread())
+                if self._threads.get(me) is cell:  # `abandon` may have removed us already
+                    del self._threads[me]
+                    self._blocked -= cell.blocked
+            if cell.abandoned is not None and not self._closed and not self._queue.empty():
+                self._spawn_if_allowed()  # we may have retired without `abandon` seeing it

@@ -21,13 +21,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .._arguments import allow_failure, expand_map, find_upstreams, resolve
-from .._core import _engine, _portal
+from .._core import _engine, _portal, _signals
 from .._core._attempt import CancelReason
 from .._core._context import current_run, sync_scope
 from .._core._exceptions import CircularDependency, RunnerNotStarted
 from .._core._future import FutureList, Suspend, TaskFuture
 from .._core._run import NO_OPTIONS, RunOptions
 from .._core._states import StateType
+from ..settings import get_settings
 
 if TYPE_CHECKING:  # for the overloads only: _tasks imports this module
     from .._tasks import Task
@@ -176,6 +177,7 @@ class TaskRunner(abc.ABC):
         self._failed: list[TaskFuture[Any]] = []
         self._track_failures = True
         self._abandoned = False  # set on Ctrl-C: do not wait for threads on the way out
+        self._sigterm_claims: list[bool] = []  # per entry: did it claim SIGTERM (_signals)?
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tokens: list[tuple[contextvars.Token[Any], ...]] = []
 
@@ -370,6 +372,7 @@ class TaskRunner(abc.ABC):
         self._loop = loop
         self._start_resources()
         self._started = True
+        self._sigterm_claims.append(_signals.claim(_sigterm_enabled))
         self._tokens.append(
             (_entered.set(self), current_run.set(None), sync_scope.set(loop is None))
         )
@@ -379,6 +382,8 @@ class TaskRunner(abc.ABC):
         try:
             self._stop_resources()
         finally:
+            if self._sigterm_claims.pop():
+                _signals.release()
             self._loop = None
             runner_token, run_token, scope_token = self._tokens.pop()
             _entered.reset(runner_token)
@@ -411,17 +416,23 @@ class TaskRunner(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         try:
-            if exc_type is not None and not issubclass(exc_type, Exception):
-                # Ctrl-C / SystemExit: stop now. Runs still on threads are abandoned
-                # (their futures end Cancelled; daemon threads do not hold up exit).
-                self._abandon(f"interrupted by {exc_type.__name__}")
+            if _signals.terminating() or (
+                exc_type is not None and not issubclass(exc_type, Exception)
+            ):
+                # Ctrl-C / SIGTERM / SystemExit: stop now. Runs still on threads are
+                # abandoned (their futures end Cancelled; daemon threads do not hold up exit).
+                self._abandon(_interrupt_reason(exc_type))
                 return
             if exc_type is not None:
                 self.cancel_all()
                 self._cancel_running()
-            while runs := self._pending_runs():
-                for run in runs:
-                    run.future._wait(None)
+            try:
+                while runs := self._pending_runs():
+                    for run in runs:
+                        run.future._wait(None)
+            except BaseException as interrupt:  # Ctrl-C / SIGTERM while waiting for runs
+                self._abandon(_interrupt_reason(type(interrupt)))
+                raise
         finally:
             self._leave()
 
@@ -451,6 +462,11 @@ class TaskRunner(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         try:
+            if _signals.terminating() or (
+                exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit))
+            ):
+                self._abandon(_interrupt_reason(exc_type))  # as `__exit__` does
+                return
             if exc_type is not None:
                 self.cancel_all()
                 self._cancel_running()
@@ -459,14 +475,31 @@ class TaskRunner(abc.ABC):
                     try:
                         await Suspend(run.future)
                     except asyncio.CancelledError:
+                        if _signals.terminating():  # asyncio.run cancels us on its way out
+                            self._abandon(_interrupt_reason(None))
+                            raise
                         # Cancelled while draining: stop what we can, then keep draining
                         # so no run outlives its scope, and re-raise at the end.
                         self.cancel_all()
                         self._cancel_running()
                         await _drain_shielded(self)
                         raise
+                    except BaseException as interrupt:  # Ctrl-C / SIGTERM while waiting
+                        self._abandon(_interrupt_reason(type(interrupt)))
+                        raise
         finally:
             self._leave()
+
+
+def _sigterm_enabled() -> bool:
+    return get_settings().handle_sigterm
+
+
+def _interrupt_reason(exc_type: type[BaseException] | None) -> str:
+    """How futures abandoned on the way out say why (their Cancelled message)."""
+    if _signals.terminating():
+        return "interrupted by SIGTERM"
+    return f"interrupted by {exc_type.__name__ if exc_type else 'an interrupt'}"
 
 
 async def _drain_shielded(runner: TaskRunner) -> None:

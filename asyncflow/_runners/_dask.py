@@ -39,7 +39,7 @@ import distributed
 
 from .._arguments import resolve
 from .._core import _engine
-from .._core._exceptions import SerializationError, TaskCrashed
+from .._core._exceptions import ExitInWorker, SerializationError, TaskCrashed
 from .._core._future import Deferred, TaskFuture
 from ._base import Call, TaskRunner
 from ._by_name import task_function_ref
@@ -54,13 +54,16 @@ _STOP = object()  # tells the completion thread to finish
 
 def _run_on_worker(fn: Callable[..., Any], is_async: bool, args: Any, kwargs: Any) -> Any:
     """What a Dask worker executes: the task's function; an async one on a fresh loop."""
-    if not is_async:
-        return fn(*args, **kwargs)
+    try:
+        if not is_async:
+            return fn(*args, **kwargs)
 
-    async def main() -> Any:
-        return await fn(*args, **kwargs)
+        async def main() -> Any:
+            return await fn(*args, **kwargs)
 
-    return asyncio.run(main())
+        return asyncio.run(main())
+    except SystemExit as exc:  # Dask lets SystemExit kill its worker: carry it back instead
+        raise ExitInWorker(exc.code) from None
 
 
 def _call_parts(

@@ -1,7 +1,10 @@
 """`ThreadPoolTaskRunner`: sync tasks on threads, async tasks on an event loop.
 
 Sync runs go to a `WorkerPool` (bounded, but a worker blocked on a child's future
-lends its slot, so nested submission cannot deadlock). Async runs go to the loop the
+lends its slot, so nested submission cannot deadlock). A thread cannot be killed: a
+run that times out while it runs (task or flow timeout) has its worker *abandoned*,
+so the slot goes to a new thread, shutdown and interpreter exit do not wait for it,
+and its late result is discarded. Async runs go to the loop the
 runner was entered on with `async with` (the caller's loop), or else to the
 background engine loop.
 
@@ -13,9 +16,11 @@ background engine loop.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
-from .._core import _engine, _portal
+from .._core import _engine, _portal, _signals
+from .._core._attempt import CancelReason
 from .._core._workers import WorkerPool
 from ..settings import get_settings
 from ._base import TaskRunner, check_max_workers
@@ -78,6 +83,18 @@ class ThreadPoolTaskRunner(TaskRunner):
             return
         pool.submit(_engine.execute_sync, run)
 
+    def release_run(self, run: _engine.Run) -> None:
+        super().release_run(run)
+        # A running thread cannot be stopped. But a run that timed out must not keep
+        # its slot, nor be joined: its worker is abandoned (a no-op once the call has
+        # returned). On Ctrl-C/SIGTERM the whole pool is left unjoined instead, and a
+        # web app's shutdown still waits a moment for workers that call
+        # check_cancelled(): those stay in the pool.
+        if run.cancel_reason is CancelReason.TIMED_OUT and not run.is_async:
+            pool = self._pool
+            if pool is not None:
+                pool.abandon(run)
+
 
 # ---- the process-wide default runner ---------------------------------------------------
 
@@ -125,6 +142,8 @@ def _create_default() -> None:
     runner._track_failures = False  # process-wide: would grow for ever
     runner._start_resources()
     runner._started = True
+    # Process-wide, so its SIGTERM claim (if any) lasts until the interpreter exits.
+    runner._sigterm_claims.append(_signals.claim(lambda: get_settings().handle_sigterm))
     _default = runner
 
 
@@ -135,12 +154,22 @@ def _shutdown_default() -> None:
     try:
         if runner is not None:
             runner._started = False
+            if _interrupted():
+                runner._abandon("interrupted: the program is exiting")
             while runs := runner._pending_runs():
                 for run in runs:
                     run.future._wait(None)
             runner._stop_resources()
+            if runner._sigterm_claims.pop():
+                _signals.release()
     finally:
         _portal.stop()
+
+
+def _interrupted() -> bool:
+    """Is the program exiting because of SIGTERM, or of a Ctrl-C nobody caught? Then
+    the default runner's runs are abandoned (Cancelled) rather than waited for."""
+    return _signals.terminating() or isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
 
 
 def _after_fork_in_child() -> None:

@@ -1,0 +1,251 @@
+"""SIGTERM in scripts is handled like Ctrl-C (issue 11, defect 9). Every case runs in a
+subprocess with a hard timeout: a regression fails instead of hanging the suite."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Any
+
+import pytest
+
+SCRIPT_HEAD = textwrap.dedent(
+    """
+    import asyncio, atexit, os, signal, sys, threading, time
+    from asyncflow import flow, task
+    from asyncflow.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+
+    futures = []
+    atexit.register(
+        lambda: print("atexit", sorted(f.state.name for f in futures), flush=True)
+    )
+
+    @task
+    def thread_task():
+        print("started", flush=True)
+        threading.Event().wait()  # never returns on its own
+
+    @task
+    async def async_task():
+        print("started", flush=True)
+        await asyncio.Event().wait()
+
+    def process_task():
+        print("started", flush=True)
+        time.sleep(600)
+    """
+)
+
+SCRIPTS = {
+    # a sync flow with thread, async and process tasks (nested flows own the process pool)
+    "sync-flow": """
+        @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+        def in_processes():
+            futures.append(task(process_task).submit())
+            futures[-1].result()
+
+        @flow(task_runner=ThreadPoolTaskRunner(max_workers=1))
+        def main():
+            futures.append(thread_task.submit())
+            futures.append(async_task.submit())
+            futures.append(thread_task.submit())  # queued behind the first (1 worker)
+            in_processes()
+
+        try:
+            main()
+        finally:
+            print("finally", flush=True)
+        """,
+    "with": """
+        try:
+            with ThreadPoolTaskRunner(max_workers=2):
+                futures.append(thread_task.submit())
+                futures.append(async_task.submit())
+        finally:
+            print("finally", flush=True)
+        """,
+    "async-flow": """
+        @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+        async def main():
+            futures.append(thread_task.submit())
+            futures.append(async_task.submit())
+            async with ProcessPoolTaskRunner(max_workers=1) as processes:
+                futures.append(processes.submit(task(process_task), {}))
+                await futures[-1]
+
+        try:
+            asyncio.run(main())
+        finally:
+            print("finally", flush=True)
+        """,
+    "default-runner": """
+        try:
+            futures.append(thread_task.submit())
+            futures.append(async_task.submit())
+            futures[0].result()
+        finally:
+            print("finally", flush=True)
+        """,
+}
+STARTED = {"sync-flow": 3, "with": 2, "async-flow": 3, "default-runner": 2}
+
+
+def _run_and_terminate(
+    tmp_path: Any, body: str, started: int, signum: int = signal.SIGTERM
+) -> tuple[float, int, str, str]:
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT_HEAD + textwrap.dedent(body))
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        for _ in range(started):  # every task is running (the gate)
+            assert proc.stdout.readline().strip() == "started"
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=20)
+        return time.monotonic() - sent, proc.returncode, out, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.mark.fault
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", list(SCRIPTS))
+def test_sigterm_unwinds_a_script_like_ctrl_c(tmp_path: Any, mode: str) -> None:
+    elapsed, code, out, err = _run_and_terminate(tmp_path, SCRIPTS[mode], STARTED[mode])
+    assert code == 143, (code, err)  # 128 + SIGTERM: "terminated", after cleanup
+    lines = out.splitlines()
+    assert "finally" in lines, out
+    states = [line for line in lines if line.startswith("atexit")]
+    assert len(states) == 1, out
+    names = eval(states[0].removeprefix("atexit "))  # the list the script printed
+    assert names, out
+    assert all(name == "Cancelled" for name in names), names
+    assert elapsed < 2.0, elapsed
+
+
+@pytest.mark.fault
+@pytest.mark.timeout(60)
+def test_ctrl_c_does_not_wait_for_the_default_runner_at_exit(tmp_path: Any) -> None:
+    body = SCRIPTS["default-runner"]
+    elapsed, code, out, err = _run_and_terminate(tmp_path, body, 2, signal.SIGINT)
+    assert code == -signal.SIGINT, (code, err)  # Python's own exit for an uncaught Ctrl-C
+    assert "KeyboardInterrupt" in err
+    assert "atexit ['Cancelled', 'Cancelled']" in out.splitlines()
+    assert elapsed < 2.0, elapsed
+
+
+OWN_HANDLER = textwrap.dedent(
+    """
+    import os, signal, threading
+    from asyncflow import flow, task
+    from asyncflow.task_runners import ThreadPoolTaskRunner
+
+    seen = threading.Event()
+
+    def mine(signum, frame):
+        seen.set()
+
+    signal.signal(signal.SIGTERM, mine)
+
+    @task
+    def double(x):
+        return 2 * x
+
+    @flow
+    def main():
+        assert signal.getsignal(signal.SIGTERM) is mine
+        os.kill(os.getpid(), signal.SIGTERM)  # the script's handler runs, nothing ends
+        return double.submit(2).result()
+
+    print(main(), seen.is_set(), double.submit(3).result(), flush=True)
+    assert signal.getsignal(signal.SIGTERM) is mine
+    print("kept", flush=True)
+    """
+)
+
+
+@pytest.mark.timeout(30)
+def test_a_script_s_own_sigterm_handler_is_kept(tmp_path: Any) -> None:
+    script = tmp_path / "own.py"
+    script.write_text(OWN_HANDLER)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=20
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["4 True 6", "kept"]
+
+
+SCOPES = textwrap.dedent(
+    """
+    import signal
+    from asyncflow import flow, task
+    from asyncflow.task_runners import ThreadPoolTaskRunner
+
+    def handler():
+        h = signal.getsignal(signal.SIGTERM)
+        return "default" if h is signal.SIG_DFL else getattr(h, "__name__", repr(h))
+
+    @task
+    def one():
+        return 1
+
+    @flow
+    def main():
+        with ThreadPoolTaskRunner():  # nested scopes: released by the outermost only
+            inner = handler()
+        return inner, handler()
+
+    print(handler(), *main(), handler(), flush=True)
+    one.submit().result()  # the default runner keeps its claim until exit
+    print(handler(), flush=True)
+    """
+)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        (None, ["default _on_sigterm _on_sigterm default", "_on_sigterm"]),
+        ("0", ["default default default default", "default"]),
+    ],
+)
+def test_handler_installed_per_scope_restored_and_opt_out(
+    tmp_path: Any, setting: str | None, expected: list[str]
+) -> None:
+    script = tmp_path / "scopes.py"
+    script.write_text(SCOPES)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env.pop("ASYNCFLOW_HANDLE_SIGTERM", None)
+    if setting is not None:
+        env["ASYNCFLOW_HANDLE_SIGTERM"] = setting
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=20
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == expected
+
+
+def test_bad_sigterm_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from asyncflow.settings import get_settings
+
+    monkeypatch.setenv("ASYNCFLOW_HANDLE_SIGTERM", "maybe")
+    with pytest.raises(ValueError, match=r"ASYNCFLOW_HANDLE_SIGTERM.*'maybe'"):
+        get_settings()
+    monkeypatch.setenv("ASYNCFLOW_HANDLE_SIGTERM", "off")
+    assert get_settings().handle_sigterm is False
