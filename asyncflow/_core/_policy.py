@@ -15,37 +15,28 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import _validate
+
 if TYPE_CHECKING:
     import random
 
-__all__ = ("ConcurrencyLimit", "RetryPolicy", "validate_delay", "validate_seconds")
+__all__ = ("ConcurrencyLimit", "RetryPolicy", "validate_delay")
 
 logger = logging.getLogger("asyncflow")
 
 Delay = float | Sequence[float] | Callable[[int], float]
 
 
-def validate_seconds(what: str, value: Any, *, allow_none: bool = True) -> float | None:
-    """A non-negative number of seconds (or None), else a clear TypeError/ValueError."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{what} must be a number of seconds, got {value!r}")
-    if value < 0 or value != value:  # negative or NaN
-        raise ValueError(f"{what} must be >= 0, got {value!r}")
-    return float(value)
-
-
 def validate_delay(value: Any) -> Delay:
+    """`retry_delay_seconds`: a delay, a non-empty list of delays (one per attempt), or a
+    callable of the attempt number (whose result `RetryPolicy.delay_for` checks)."""
     if callable(value):
-        return value  # type: ignore[no-any-return]
+        return value  # type: ignore[no-any-return]  # a Callable[[int], float] by contract
     if isinstance(value, (list, tuple)):
         if not value:
             raise ValueError("retry_delay_seconds must not be an empty list")
-        return [
-            validate_seconds("retry_delay_seconds[]", v, allow_none=False) or 0.0 for v in value
-        ]
-    return validate_seconds("retry_delay_seconds", value, allow_none=False) or 0.0
+        return [_validate.delay("retry_delay_seconds[]", v) for v in value]
+    return _validate.delay("retry_delay_seconds", value)
 
 
 class RetryPolicy:
@@ -80,7 +71,7 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         delay = self.delay
         if callable(delay):
-            base = float(delay(attempt))
+            base = _called_delay(delay, attempt)
         elif isinstance(delay, (int, float)):
             base = float(delay)
         else:
@@ -95,6 +86,16 @@ class RetryPolicy:
                 rng = random.Random()
             base += rng.uniform(-spread, spread)
         return max(0.0, base)
+
+
+def _called_delay(delay: Callable[[int], float], attempt: int) -> float:
+    """What a `retry_delay_seconds` callable asks for; a broken one is logged, and the
+    retry happens at once (raising here would leave the run without a final state)."""
+    try:
+        return _validate.delay("retry_delay_seconds", delay(attempt))
+    except Exception:
+        logger.exception("retry_delay_seconds(%d) failed; retrying without a delay", attempt)
+        return 0.0
 
 
 class ConcurrencyLimit:

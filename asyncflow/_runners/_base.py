@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .._arguments import allow_failure, expand_map, find_upstreams, resolve
-from .._core import _engine, _portal
+from .._core import _engine, _portal, _validate
 from .._core._context import current_run, sync_scope
 from .._core._exceptions import CircularDependency, RunnerNotStarted
 from .._core._future import FutureList, Suspend, TaskFuture
@@ -138,11 +138,7 @@ def check_max_workers(max_workers: int | None, configured: int | None, fallback:
     runner's own default; a clear error for anything but a positive int."""
     if max_workers is None:
         max_workers = configured or fallback
-    if isinstance(max_workers, bool) or not isinstance(max_workers, int):
-        raise TypeError(f"max_workers must be an int, got {max_workers!r}")
-    if max_workers < 1:
-        raise ValueError(f"max_workers must be >= 1, got {max_workers}")
-    return max_workers
+    return _validate.count("max_workers", max_workers, minimum=1)
 
 
 def _check_not_circular(fut: TaskFuture[Any], task_name: str) -> None:
