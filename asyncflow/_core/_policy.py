@@ -9,6 +9,7 @@ thread, loop and process runs.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import threading
@@ -16,11 +17,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _validate
+from ._context import current_run, sync_scope
+from ._exceptions import WouldDeadlock
 
 if TYPE_CHECKING:
     import random
 
-__all__ = ("ConcurrencyLimit", "RetryPolicy", "validate_delay")
+__all__ = ("ConcurrencyLimit", "PendingLimit", "RetryPolicy", "validate_delay")
 
 logger = logging.getLogger("asyncflow")
 
@@ -132,3 +135,46 @@ class ConcurrencyLimit:
     @property
     def active(self) -> int:
         return self._active
+
+
+MAX_PENDING_RUNS = "ASYNCFLOW_MAX_PENDING_RUNS"
+
+
+class PendingLimit:
+    """Backpressure for `.submit()` in a loop: at most `limit` runs of one runner that
+    are not final yet. A submission over the bound waits, in its thread, until a run
+    finishes (docs/policies.md "Backpressure").
+
+    Two kinds of submitter may not wait. A task run submitting children does not take
+    a slot: the pending runs it would wait for include itself and its ancestors, so it
+    could wait for ever. An event-loop thread gets `WouldDeadlock` instead of blocking
+    its loop, which may be the one that must run the pending runs.
+    """
+
+    __slots__ = ("_room", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._room = threading.Semaphore(limit)
+
+    def acquire(self, task_name: str) -> bool:
+        """Take a slot for a new run of `task_name` (waiting if need be); False if this
+        submission is exempt (nested) and takes none."""
+        if current_run.get() is not None:
+            return False
+        if self._room.acquire(blocking=False):
+            return True
+        if asyncio._get_running_loop() is not None and not sync_scope.get():
+            raise WouldDeadlock(
+                f"cannot submit task {task_name!r}: this runner already has "
+                f"{self.limit} runs not finished ({MAX_PENDING_RUNS}={self.limit}), and "
+                "waiting for one on an event loop's thread could deadlock; await some of "
+                f"the futures you hold first, or stream the inputs with "
+                f"`{task_name}.map_iter(...)`, which keeps a bounded window of runs"
+            )
+        self._room.acquire()
+        return True
+
+    def release(self, _fut: object = None) -> None:
+        """A run that holds a slot is final (a done callback)."""
+        self._room.release()

@@ -25,8 +25,9 @@ from .._core import _engine, _portal, _validate
 from .._core._context import current_run, sync_scope
 from .._core._exceptions import CircularDependency, RunnerNotStarted
 from .._core._future import FutureList, Suspend, TaskFuture
-from .._core._policy import ConcurrencyLimit, RetryPolicy
+from .._core._policy import ConcurrencyLimit, PendingLimit, RetryPolicy
 from .._core._states import State, StateType
+from ..settings import get_settings
 
 if TYPE_CHECKING:  # for the overloads only: _tasks imports this module
     from .._tasks import Task
@@ -155,7 +156,13 @@ def _check_not_circular(fut: TaskFuture[Any], task_name: str) -> None:
 class TaskRunner(abc.ABC):
     """Runs tasks. Use as `with runner:` or `async with runner:` (or via `@flow`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_pending_runs: int | None = None) -> None:
+        if max_pending_runs is None:
+            max_pending_runs = get_settings().max_pending_runs
+        else:
+            _validate.count("max_pending_runs", max_pending_runs, minimum=1)
+        # None (the default) costs `.submit()` one attribute check.
+        self._pending_limit = None if max_pending_runs is None else PendingLimit(max_pending_runs)
         self._started = False
         self._inflight: set[_engine.Run] = set()
         self._failed: list[TaskFuture[Any]] = []
@@ -253,7 +260,28 @@ class TaskRunner(abc.ABC):
                 f"before submitting task {task.name!r}"
             )
         ordering = () if wait_for is None else wait_for_upstreams(wait_for, task.name)
-        return self._launch(task, params, ordering)
+        if self._pending_limit is None:
+            return self._launch(task, params, ordering)
+        return self._launch_bounded(self._pending_limit, task, params, ordering)
+
+    def _launch_bounded(
+        self,
+        limit: PendingLimit,
+        task: TaskSpec,
+        params: dict[str, Any],
+        ordering: Iterable[tuple[TaskFuture[Any], bool]],
+    ) -> TaskFuture[Any]:
+        """`_launch` once there is room under `max_pending_runs`; the slot is given back
+        when the run is final, whichever way it ends."""
+        if not limit.acquire(task.name):
+            return self._launch(task, params, ordering)
+        try:
+            fut = self._launch(task, params, ordering)
+        except BaseException:
+            limit.release()
+            raise
+        fut.add_done_callback(limit.release)
+        return fut
 
     def _launch(
         self,
