@@ -14,12 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
-from ._core._exceptions import (
-    MappingLengthMismatch,
-    MappingMissingIterable,
-    UpstreamFailed,
-    WouldDeadlock,
-)
+from ._core._engine import upstream_failed
+from ._core._exceptions import MappingLengthMismatch, MappingMissingIterable, WouldDeadlock
 from ._core._future import FutureList, TaskFuture
 
 __all__ = (
@@ -156,14 +152,7 @@ def upstream_value(fut: TaskFuture[Any], allow: bool) -> Any:
     if allow:
         fut._observed = True
         return fut._exception
-    raise _upstream_error(fut)
-
-
-def _upstream_error(fut: TaskFuture[Any], lead: str = "") -> UpstreamFailed:
-    """`UpstreamFailed` for the failed `fut`, its own error as the cause."""
-    err = UpstreamFailed(f"{lead}upstream task {fut.name!r} ended {fut._state.name}")
-    err.__cause__ = fut._exception
-    return err
+    raise upstream_failed(fut)
 
 
 def raise_if_upstream_failed(upstreams: Upstreams, name: str) -> None:
@@ -171,7 +160,7 @@ def raise_if_upstream_failed(upstreams: Upstreams, name: str) -> None:
     for fut, allow in upstreams:
         if fut._exception is not None and not allow:
             fut._observed = True
-            raise _upstream_error(fut, f"task {name!r} did not run: its ")
+            raise upstream_failed(fut, f"task {name!r} did not run: its ")
 
 
 def resolve(value: Any, allow: bool = False) -> Any:
@@ -247,7 +236,7 @@ def _mapped_future_value(task_name: str, name: str, fut: TaskFuture[Any]) -> Any
         ) from None
     if fut._exception is not None:
         fut._observed = True
-        raise _upstream_error(fut, f"task {task_name!r} cannot be mapped over {name!r}: its ")
+        raise upstream_failed(fut, f"task {task_name!r} cannot be mapped over {name!r}: its ")
     return fut._outcome(True)
 
 

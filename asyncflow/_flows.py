@@ -23,9 +23,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from ._arguments import find_upstreams, resolve
+from ._core import _validate
 from ._core._exceptions import TaskTimeout
 from ._core._future import Suspend, TaskFuture
-from ._core._policy import validate_seconds
 from ._core._states import State, StateType
 from ._runners._base import TaskRunner
 from ._runners._shared import SharedTaskRunner
@@ -69,7 +69,9 @@ class Flow(Generic[P, R]):
         if not callable(fn):
             raise TypeError(f"@flow expects a function, got {type(fn).__name__}: {fn!r}")
         try:
-            self.timeout_seconds = validate_seconds("timeout_seconds", timeout_seconds)
+            self.timeout_seconds = _validate.timeout(
+                "timeout_seconds", timeout_seconds, allow_zero=False
+            )
             self.on_completion: list[FlowHook] = check_hooks("on_completion", on_completion)
             self.on_failure: list[FlowHook] = check_hooks("on_failure", on_failure)
             if name is not None and (not isinstance(name, str) or not name):

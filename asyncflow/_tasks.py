@@ -24,9 +24,9 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from ._arguments import find_upstreams, raise_if_upstream_failed
-from ._core import _engine
+from ._core import _engine, _validate
 from ._core._future import FutureList, Suspend, TaskFuture
-from ._core._policy import ConcurrencyLimit, RetryPolicy, validate_delay, validate_seconds
+from ._core._policy import ConcurrencyLimit, RetryPolicy, validate_delay
 from ._core._run import RunOptions
 from ._core._states import State
 from ._runners._base import TaskSpec, current_runner, new_run, wait_for_upstreams
@@ -86,24 +86,22 @@ def validate_task_options(options: dict[str, Any]) -> dict[str, Any]:
     name = options.get("name")
     if name is not None and (not isinstance(name, str) or not name):
         raise TypeError(f"task name must be a non-empty string, got {name!r}")
-    retries = options.get("retries", 0)
-    if isinstance(retries, bool) or not isinstance(retries, int):
-        raise TypeError(f"retries must be an int, got {retries!r}")
-    if retries < 0:
-        raise ValueError(f"retries must be >= 0, got {retries}")
+    _validate.count("retries", options.get("retries", 0))
     options["retry_delay_seconds"] = validate_delay(options.get("retry_delay_seconds", 0))
-    options["retry_jitter_factor"] = validate_seconds(
+    options["retry_jitter_factor"] = _validate.factor(
         "retry_jitter_factor", options.get("retry_jitter_factor")
     )
     condition = options.get("retry_condition_fn")
     if condition is not None and not callable(condition):
         raise TypeError(f"retry_condition_fn must be callable, got {condition!r}")
-    options["timeout_seconds"] = validate_seconds("timeout_seconds", options.get("timeout_seconds"))
+    # Zero would time every run out before it starts (processes) or be ignored
+    # (threads, loops): rejected rather than meaning different things per runner.
+    options["timeout_seconds"] = _validate.timeout(
+        "timeout_seconds", options.get("timeout_seconds"), allow_zero=False
+    )
     limit = options.get("max_concurrency")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
-        raise TypeError(f"max_concurrency must be an int or None, got {limit!r}")
-    if limit is not None and limit < 1:
-        raise ValueError(f"max_concurrency must be >= 1, got {limit}")
+    if limit is not None:
+        _validate.count("max_concurrency", limit, minimum=1)
     options["on_completion"] = check_hooks("on_completion", options.get("on_completion"))
     options["on_failure"] = check_hooks("on_failure", options.get("on_failure"))
     return options

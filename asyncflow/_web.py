@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Mutable
 from types import TracebackType
 from typing import Any
 
-from ._core import _engine
+from ._core import _engine, _validate
 from ._core._attempt import CancelReason
 from ._core._exceptions import TaskCancelled
 from ._core._waiting import wait
@@ -61,12 +61,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # ---- the engine ------------------------------------------------------------------------
 
 
-def _check_grace(grace_seconds: float) -> float:
-    if isinstance(grace_seconds, bool) or not isinstance(grace_seconds, (int, float)):
-        raise TypeError(f"grace_seconds must be a number of seconds, got {grace_seconds!r}")
-    if not grace_seconds >= 0 or math.isinf(grace_seconds):
-        raise ValueError(f"grace_seconds must be a finite number >= 0, got {grace_seconds!r}")
-    return float(grace_seconds)
+def _check_grace(grace_seconds: object) -> float:
+    """A timeout (`_validate.timeout`), kept as a float: inf (or None) waits for every run."""
+    seconds = _validate.timeout("grace_seconds", grace_seconds)
+    return math.inf if seconds is None else seconds
 
 
 def _check_runner(what: str, runner: object) -> TaskRunner:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
+from ._core._policy import MAX_PENDING_RUNS
+
 __all__ = ("Settings", "get_settings")
 
 THREAD_POOL_MAX_WORKERS = "ASYNCFLOW_TASK_RUNNER_THREAD_POOL_MAX_WORKERS"
@@ -26,6 +28,8 @@ class Settings(NamedTuple):
     thread_pool_max_workers: int | None = None
     process_pool_max_workers: int | None = None
     handle_sigterm: bool = True  # SIGTERM unwinds scripts like Ctrl-C (docs/policies.md)
+    # Most runs per runner not final yet before `.submit()` waits (None: unbounded).
+    max_pending_runs: int | None = None
 
 
 def _positive_int(name: str) -> int | None:
@@ -58,4 +62,5 @@ def get_settings() -> Settings:
         thread_pool_max_workers=_positive_int(THREAD_POOL_MAX_WORKERS),
         process_pool_max_workers=_positive_int(PROCESS_POOL_MAX_WORKERS),
         handle_sigterm=_flag(HANDLE_SIGTERM, True),
+        max_pending_runs=_positive_int(MAX_PENDING_RUNS),
     )

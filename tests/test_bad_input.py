@@ -62,8 +62,22 @@ TASK_OPTIONS: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"retry_delay_seconds": [1, -1]}, ValueError, "retry_delay_seconds"),
     ({"retry_jitter_factor": -0.5}, ValueError, "retry_jitter_factor"),
     ({"retry_condition_fn": 3}, TypeError, "retry_condition_fn"),
+    ({"retries": True}, TypeError, "retries"),
+    ({"retry_delay_seconds": float("nan")}, ValueError, "retry_delay_seconds"),
+    ({"retry_delay_seconds": float("inf")}, ValueError, "retry_delay_seconds"),
+    ({"retry_delay_seconds": [1, float("inf")]}, ValueError, "retry_delay_seconds"),
+    ({"retry_delay_seconds": "1"}, TypeError, "retry_delay_seconds"),
+    ({"retry_delay_seconds": True}, TypeError, "retry_delay_seconds"),
+    ({"retry_jitter_factor": float("nan")}, ValueError, "retry_jitter_factor"),
+    ({"retry_jitter_factor": float("inf")}, ValueError, "retry_jitter_factor"),
     ({"timeout_seconds": -1}, ValueError, "timeout_seconds"),
+    ({"timeout_seconds": 0}, ValueError, "timeout_seconds"),
+    ({"timeout_seconds": 0.0}, ValueError, "timeout_seconds"),
+    ({"timeout_seconds": float("nan")}, ValueError, "timeout_seconds"),
+    ({"timeout_seconds": "30"}, TypeError, "timeout_seconds"),
+    ({"timeout_seconds": True}, TypeError, "timeout_seconds"),
     ({"max_concurrency": 0}, ValueError, "max_concurrency"),
+    ({"max_concurrency": True}, TypeError, "max_concurrency"),
     ({"max_concurrency": "many"}, TypeError, "max_concurrency"),
     ({"name": ""}, TypeError, "name"),
     ({"on_failure": [1]}, TypeError, "on_failure"),
@@ -107,6 +121,10 @@ FLOW_OPTIONS: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"task_runner": "threads"}, TypeError, "task_runner"),
     ({"task_runner": ThreadPoolTaskRunner}, TypeError, "task_runner"),  # the class, not one
     ({"timeout_seconds": -2}, ValueError, "timeout_seconds"),
+    ({"timeout_seconds": 0}, ValueError, "timeout_seconds"),
+    ({"timeout_seconds": float("nan")}, ValueError, "timeout_seconds"),
+    ({"timeout_seconds": "60"}, TypeError, "timeout_seconds"),
+    ({"timeout_seconds": False}, TypeError, "timeout_seconds"),
     ({"name": 3}, TypeError, "name"),
     ({"on_completion": "hook"}, TypeError, "on_completion"),
 ]
@@ -125,6 +143,53 @@ def test_invalid_flow_options_fail_when_decorating(
     with pytest.raises(error, match=option) as info:
         flow(plain).with_options(**options)
     assert "plain" in str(info.value)
+    assert repr(next(iter(options.values()))) in str(info.value)
+
+
+INF = float("inf")
+
+
+def test_an_infinite_timeout_option_means_no_timeout() -> None:
+    @task(timeout_seconds=INF)
+    def sync_part(x: int) -> int:
+        return x + 1
+
+    @task(timeout_seconds=INF)
+    async def async_part(x: int) -> int:
+        return x * 2
+
+    @flow(timeout_seconds=INF)
+    def pipeline() -> int:
+        return async_part.submit(sync_part.submit(1)).result(timeout=WAIT)
+
+    assert sync_part.timeout_seconds is None
+    assert async_part.with_options(timeout_seconds=INF).timeout_seconds is None
+    assert pipeline.timeout_seconds is None
+    assert task(plain, timeout_seconds=1e300).timeout_seconds is None  # beyond any wait
+    assert pipeline() == 4
+    assert task(plain).with_options(timeout_seconds=2.5).timeout_seconds == 2.5
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, "3"], ids=repr)
+def test_a_retry_delay_callable_returning_a_bad_value_retries_at_once(
+    bad: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    attempts: list[int] = []
+
+    @task(retries=1, retry_delay_seconds=lambda attempt: bad)
+    def flaky() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OSError("first attempt fails")
+        return "second attempt"
+
+    with ThreadPoolTaskRunner(max_workers=1):
+        assert flaky.submit().result(timeout=WAIT) == "second attempt"
+    assert len(attempts) == 2
+    logged = [r for r in caplog.records if "retry_delay_seconds" in r.getMessage()]
+    assert logged, caplog.text
+    assert logged[0].exc_info is not None
+    assert "retry_delay_seconds" in str(logged[0].exc_info[1])
 
 
 @pytest.mark.parametrize("make", [lambda: flow(bogus=1), lambda: flow(plain, bogus=1)])
@@ -134,11 +199,36 @@ def test_unknown_flow_options(make: Callable[[], Any]) -> None:
     assert "Flow.__init__" not in str(info.value)
 
 
-@pytest.mark.parametrize(("value", "error"), [(0, ValueError), (-3, ValueError), ("4", TypeError)])
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(0, ValueError), (-3, ValueError), ("4", TypeError), (True, TypeError), (2.0, TypeError)],
+)
 def test_invalid_thread_runner_max_workers(value: Any, error: type[Exception]) -> None:
     with pytest.raises(error, match="max_workers") as info:
         ThreadPoolTaskRunner(max_workers=value)
     assert repr(value) in str(info.value) or str(value) in str(info.value)
+
+
+# The web engine's grace period is a timeout like any other (see _core/_validate.py).
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(float("nan"), ValueError), (-1, ValueError), ("30", TypeError), (True, TypeError)],
+    ids=repr,
+)
+def test_invalid_grace_seconds(value: Any, error: type[Exception]) -> None:
+    from asyncflow.web import engine
+
+    with pytest.raises(error, match="grace_seconds") as info:
+        engine(grace_seconds=value)
+    assert repr(value) in str(info.value)
+
+
+def test_an_infinite_grace_period_waits_without_limit() -> None:
+    from asyncflow.web import engine
+
+    assert engine(grace_seconds=INF).grace_seconds == INF
+    assert engine(grace_seconds=None).grace_seconds == INF  # type: ignore[arg-type]  # None: no limit, as every timeout
+    assert engine(grace_seconds=0).grace_seconds == 0.0
 
 
 # ---- calls ----------------------------------------------------------------------------------

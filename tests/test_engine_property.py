@@ -85,7 +85,8 @@ def dags(draw: st.DrawFn) -> list[Node]:
 class Expected:
     state: str  # "Completed", "Failed" or "NotReady"
     value: Any = None
-    cause: int | None = None  # for NotReady: the upstream whose error is the __cause__
+    cause: int | None = None  # for NotReady: the upstream its error names
+    root: int | None = None  # for NotReady: the failed node whose error is the __cause__
 
 
 def _ordered_deps(node: Node) -> list[tuple[int, str]]:
@@ -104,7 +105,9 @@ def reference(nodes: list[Node]) -> list[Expected]:
             if "allow" not in mode and out[j].state != "Completed"
         ]
         if blocking:
-            out.append(Expected("NotReady", cause=blocking[0]))
+            named = blocking[0]
+            root = out[named].root if out[named].state == "NotReady" else named
+            out.append(Expected("NotReady", cause=named, root=root))
             continue
         if node.fails:
             out.append(Expected("Failed"))
@@ -189,8 +192,8 @@ def check(nodes: list[Node], futures: list[TaskFuture[Any]]) -> None:
             assert state.is_final()
             err = fut.exception()
             assert isinstance(err, exceptions.UpstreamFailed), f"node {i}: {err!r}"
-            assert exp.cause is not None
-            assert err.__cause__ is futures[exp.cause].exception(), f"node {i}"
+            assert exp.root is not None
+            assert err.__cause__ is futures[exp.root].exception(), f"node {i}"
 
 
 @pytest.mark.timeout(60)
@@ -243,5 +246,6 @@ def test_reference_evaluator_on_a_known_dag() -> None:
     ]
     assert expected[2].value == ("node", 2, (("failed", 0),))
     assert expected[5].cause == 1  # the data edge is named before the wait_for edge
+    assert expected[5].root == 0  # the cascade started at node 0
     for async_flow in (False, True):
         check(nodes, run_engine(nodes, 2, async_flow))

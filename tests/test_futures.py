@@ -100,34 +100,109 @@ def test_result_timeout_raises_and_wait_does_not(release: threading.Event) -> No
         assert fut.result() == "late"
 
 
-@pytest.mark.parametrize("bad", [-1, -0.001])
-def test_negative_timeouts_are_value_errors(bad: float) -> None:
+# Every entry point that takes a timeout applies the one rule of _core/_validate.py.
+SYNC_TIMEOUT_CALLS: dict[str, Any] = {
+    "result": lambda fut, t: fut.result(timeout=t),
+    "wait": lambda fut, t: fut.wait(timeout=t),
+    "exception": lambda fut, t: fut.exception(timeout=t),
+    "FutureList.result": lambda fut, t: FutureList([fut]).result(timeout=t),
+    "FutureList.wait": lambda fut, t: FutureList([fut]).wait(timeout=t),
+    "wait()": lambda fut, t: wait([fut], timeout=t),
+    "as_completed": lambda fut, t: list(as_completed([fut], timeout=t)),
+}
+BAD_TIMEOUTS = [
+    (-1, ValueError),
+    (-0.001, ValueError),
+    (float("nan"), ValueError),
+    (float("-inf"), ValueError),
+    ("1", TypeError),
+    (True, TypeError),
+]
+
+
+@pytest.mark.parametrize("call", list(SYNC_TIMEOUT_CALLS.values()), ids=list(SYNC_TIMEOUT_CALLS))
+@pytest.mark.parametrize(("bad", "error"), BAD_TIMEOUTS, ids=repr)
+def test_bad_timeouts_are_asyncflows_own_errors(
+    call: Any, bad: Any, error: type[Exception], release: threading.Event
+) -> None:
+    with ThreadPoolTaskRunner(max_workers=2):
+        pending = gate.submit(release)
+        finished = ident.submit(1)
+        finished.wait(WAIT)
+        for fut in (pending, finished):  # checked before looking at the state
+            with pytest.raises(error, match="timeout") as info:
+                call(fut, bad)
+            assert repr(bad) in str(info.value)
+            assert "threading" not in "".join(traceback.format_tb(info.value.__traceback__))
+        release.set()
+
+
+def _release_once_blocked(fut: TaskFuture[Any], release: threading.Event) -> threading.Thread:
+    """Set `release` once a caller waits on `fut` (its wake-up callback is registered),
+    so the wait under test really blocks instead of finding the run already final."""
+
+    def run() -> None:
+        for _ in range(WAIT * 1000):
+            if fut._callbacks:
+                break
+            threading.Event().wait(0.001)
+        release.set()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("call", list(SYNC_TIMEOUT_CALLS.values()), ids=list(SYNC_TIMEOUT_CALLS))
+@pytest.mark.parametrize("forever", [float("inf"), 1e300], ids=["inf", "1e300"])
+def test_an_infinite_timeout_waits_without_limit(
+    call: Any, forever: float, release: threading.Event
+) -> None:
     with ThreadPoolTaskRunner(max_workers=1):
-        fut = ident.submit(1)
-        futures = FutureList([fut])
-        with pytest.raises(ValueError, match="timeout"):
-            fut.result(timeout=bad)
-        with pytest.raises(ValueError, match="timeout"):
-            fut.wait(timeout=bad)
-        with pytest.raises(ValueError, match="timeout"):
-            fut.exception(timeout=bad)
-        with pytest.raises(ValueError, match="timeout"):
-            futures.result(timeout=bad)
-        with pytest.raises(ValueError, match="timeout"):
-            futures.wait(timeout=bad)
-        with pytest.raises(ValueError, match="timeout"):
-            wait([fut], timeout=bad)
-        with pytest.raises(ValueError, match="timeout"):
-            as_completed([fut], timeout=bad)
+        fut = gate.submit(release, "late")
+        helper = _release_once_blocked(fut, release)
+        call(fut, forever)
+        helper.join(WAIT)
+        assert fut.done()
+        assert fut.result(timeout=forever) == "late"
+
+
+ASYNC_TIMEOUT_CALLS: dict[str, Any] = {
+    "wait_async": lambda fut, t: fut.wait_async(timeout=t),
+    "await wait()": lambda fut, t: _await(wait([fut], timeout=t)),
+    "async as_completed": lambda fut, t: _collect(as_completed([fut], timeout=t)),
+}
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+async def _collect(iterator: Any) -> list[Any]:
+    return [fut async for fut in iterator]
 
 
 @pytest.mark.asyncio
-async def test_negative_timeout_in_async_code() -> None:
+@pytest.mark.parametrize("call", list(ASYNC_TIMEOUT_CALLS.values()), ids=list(ASYNC_TIMEOUT_CALLS))
+async def test_timeouts_in_async_code(call: Any) -> None:
+    release = asyncio.Event()
+
+    @task
+    async def waits() -> str:
+        await release.wait()
+        return "done"
+
     async with ThreadPoolTaskRunner(max_workers=1):
-        fut = aident.submit(1)
-        with pytest.raises(ValueError, match="timeout"):
-            await fut.wait_async(timeout=-1)
-        assert await fut == 1
+        fut = waits.submit()
+        for bad, error in BAD_TIMEOUTS:
+            with pytest.raises(error, match="timeout"):
+                await call(fut, bad)
+        waiting = asyncio.ensure_future(call(fut, float("inf")))
+        await asyncio.sleep(0)  # let it start waiting (ordering only: one loop turn)
+        assert not waiting.done()
+        release.set()
+        await asyncio.wait_for(waiting, WAIT)
+        assert await fut == "done"
 
 
 # ---- cancel ------------------------------------------------------------------------------------

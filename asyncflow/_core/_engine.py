@@ -62,6 +62,7 @@ __all__ = (
     "start_on_loop",
     "stop_runs",
     "submit",
+    "upstream_failed",
 )
 
 logger = logging.getLogger("asyncflow")
@@ -218,15 +219,39 @@ def _dispatch(instructions: list[Start[TaskFuture[Any]] | Skip[TaskFuture[Any]]]
 
 
 def _skip(run: Run, up: TaskFuture[Any]) -> None:
-    err = UpstreamFailed(
-        f"task {run.future.name!r} did not run: its upstream task {up.name!r} ended "
-        f"{up._state.name}"
-    )
-    err.__cause__ = up._exception
+    err = upstream_failed(up, f"task {run.future.name!r} did not run: its ")
     state = State(StateType.PENDING, "NotReady", str(err))
     # The resolver already propagated this skip to the runs it knew; telling it
     # again releases any run that registered on this one in the meantime.
     complete(run, state, None, err)
+
+
+# The name of the task whose failure started a NotReady cascade, kept on each
+# UpstreamFailed so that the next skip can name it without walking a chain.
+_ROOT_TASK = "_asyncflow_root_task"
+
+
+def upstream_failed(up: TaskFuture[Any], lead: str = "") -> UpstreamFailed:
+    """`UpstreamFailed` for a run that depends on `up`, which did not complete.
+
+    Its `__cause__` is the root failure: `up`'s own exception when `up` failed (or
+    crashed, or was cancelled), and, when `up` was itself skipped (NotReady), the
+    exception that started the cascade. Chaining each skip's error to the next would
+    give the tail of an N-deep chain an N-deep `__cause__` chain (megabytes to format,
+    all kept alive); the message names both the direct upstream and the root task.
+    """
+    cause = up._exception
+    root = up.name
+    if isinstance(cause, UpstreamFailed) and cause.__cause__ is not None:
+        root = getattr(cause, _ROOT_TASK, root)
+        cause = cause.__cause__
+    message = f"{lead}upstream task {up.name!r} ended {up._state.name}"
+    if root != up.name:
+        message += f" (the failure started at task {root!r}: see __cause__)"
+    err = UpstreamFailed(message)
+    err.__cause__ = cause
+    setattr(err, _ROOT_TASK, root)  # a private attribute, not part of the exception's API
+    return err
 
 
 def start(run: Run) -> None:

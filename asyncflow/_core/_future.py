@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from . import _validate
 from ._context import current_run, enter_blocking, exit_blocking
 from ._exceptions import CircularDependency, TaskCancelled, WouldDeadlock
 from ._states import PENDING, State, StateType
@@ -34,7 +35,6 @@ __all__ = (
     "FutureList",
     "Suspend",
     "TaskFuture",
-    "check_timeout",
     "finalize_locked",
     "run_callbacks",
     "suspend_until_final",
@@ -49,15 +49,6 @@ logger = logging.getLogger("asyncflow")
 LOCK = threading.Lock()
 
 _get_running_loop = asyncio._get_running_loop  # C function; no exception when none runs
-
-
-def check_timeout(timeout: float | None) -> float | None:
-    if timeout is not None:
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
-            raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
-        if timeout < 0:
-            raise ValueError(f"timeout must be >= 0, got {timeout!r}")
-    return timeout
 
 
 class _Waiter:
@@ -162,20 +153,20 @@ class TaskFuture(Generic[R]):
     # ---- sync world ------------------------------------------------------------------
     def wait(self, timeout: float | None = None) -> None:
         """Block until the run is final or `timeout` passes (does not raise on timeout)."""
-        self._wait(check_timeout(timeout))
+        self._wait(_validate.timeout("timeout", timeout))
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
         """The run's value; re-raises its exception (or returns it if not raise_on_failure).
 
         Raises `TimeoutError` if the run is not final within `timeout` seconds.
         """
-        if not self._wait(check_timeout(timeout)):
+        if not self._wait(_validate.timeout("timeout", timeout)):
             raise TimeoutError(f"task {self.name!r} did not finish within {timeout} s")
         return self._outcome(raise_on_failure)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """The run's exception, or None if it completed. Raises TaskCancelled if cancelled."""
-        if not self._wait(check_timeout(timeout)):
+        if not self._wait(_validate.timeout("timeout", timeout)):
             raise TimeoutError(f"task {self.name!r} did not finish within {timeout} s")
         self._observed = True
         if self._state.type is StateType.CANCELLED:
@@ -208,10 +199,10 @@ class TaskFuture(Generic[R]):
 
     async def wait_async(self, timeout: float | None = None) -> None:
         """Await until the run is final or `timeout` passes (does not raise on timeout)."""
-        check_timeout(timeout)
+        seconds = _validate.timeout("timeout", timeout)
         if not self._state._final:
             self._check_not_self()
-            await Suspend(self, timeout)
+            await Suspend(self, seconds)
 
     # ---- engine side -----------------------------------------------------------------
     def _outcome(self, raise_on_failure: bool) -> R:
@@ -353,14 +344,14 @@ class FutureList(list[TaskFuture[R]]):
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until every future is final or `timeout` passes (does not raise)."""
-        deadline = _deadline(check_timeout(timeout))
+        deadline = _deadline(_validate.timeout("timeout", timeout))
         for fut in self:
             if not fut._wait(_remaining(deadline)):
                 return
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[R]:
         """Every future's result, in order; `timeout` bounds the whole call."""
-        deadline = _deadline(check_timeout(timeout))
+        deadline = _deadline(_validate.timeout("timeout", timeout))
         out: list[R] = []
         for fut in self:
             if not fut._wait(_remaining(deadline)):

@@ -9,43 +9,37 @@ thread, loop and process runs.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import _validate
+from ._context import current_run, sync_scope
+from ._exceptions import WouldDeadlock
+
 if TYPE_CHECKING:
     import random
 
-__all__ = ("ConcurrencyLimit", "RetryPolicy", "validate_delay", "validate_seconds")
+__all__ = ("ConcurrencyLimit", "PendingLimit", "RetryPolicy", "validate_delay")
 
 logger = logging.getLogger("asyncflow")
 
 Delay = float | Sequence[float] | Callable[[int], float]
 
 
-def validate_seconds(what: str, value: Any, *, allow_none: bool = True) -> float | None:
-    """A non-negative number of seconds (or None), else a clear TypeError/ValueError."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{what} must be a number of seconds, got {value!r}")
-    if value < 0 or value != value:  # negative or NaN
-        raise ValueError(f"{what} must be >= 0, got {value!r}")
-    return float(value)
-
-
 def validate_delay(value: Any) -> Delay:
+    """`retry_delay_seconds`: a delay, a non-empty list of delays (one per attempt), or a
+    callable of the attempt number (whose result `RetryPolicy.delay_for` checks)."""
     if callable(value):
-        return value  # type: ignore[no-any-return]
+        return value  # type: ignore[no-any-return]  # a Callable[[int], float] by contract
     if isinstance(value, (list, tuple)):
         if not value:
             raise ValueError("retry_delay_seconds must not be an empty list")
-        return [
-            validate_seconds("retry_delay_seconds[]", v, allow_none=False) or 0.0 for v in value
-        ]
-    return validate_seconds("retry_delay_seconds", value, allow_none=False) or 0.0
+        return [_validate.delay("retry_delay_seconds[]", v) for v in value]
+    return _validate.delay("retry_delay_seconds", value)
 
 
 class RetryPolicy:
@@ -80,7 +74,7 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         delay = self.delay
         if callable(delay):
-            base = float(delay(attempt))
+            base = _called_delay(delay, attempt)
         elif isinstance(delay, (int, float)):
             base = float(delay)
         else:
@@ -95,6 +89,16 @@ class RetryPolicy:
                 rng = random.Random()
             base += rng.uniform(-spread, spread)
         return max(0.0, base)
+
+
+def _called_delay(delay: Callable[[int], float], attempt: int) -> float:
+    """What a `retry_delay_seconds` callable asks for; a broken one is logged, and the
+    retry happens at once (raising here would leave the run without a final state)."""
+    try:
+        return _validate.delay("retry_delay_seconds", delay(attempt))
+    except Exception:
+        logger.exception("retry_delay_seconds(%d) failed; retrying without a delay", attempt)
+        return 0.0
 
 
 class ConcurrencyLimit:
@@ -131,3 +135,46 @@ class ConcurrencyLimit:
     @property
     def active(self) -> int:
         return self._active
+
+
+MAX_PENDING_RUNS = "ASYNCFLOW_MAX_PENDING_RUNS"
+
+
+class PendingLimit:
+    """Backpressure for `.submit()` in a loop: at most `limit` runs of one runner that
+    are not final yet. A submission over the bound waits, in its thread, until a run
+    finishes (docs/policies.md "Backpressure").
+
+    Two kinds of submitter may not wait. A task run submitting children does not take
+    a slot: the pending runs it would wait for include itself and its ancestors, so it
+    could wait for ever. An event-loop thread gets `WouldDeadlock` instead of blocking
+    its loop, which may be the one that must run the pending runs.
+    """
+
+    __slots__ = ("_room", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._room = threading.Semaphore(limit)
+
+    def acquire(self, task_name: str) -> bool:
+        """Take a slot for a new run of `task_name` (waiting if need be); False if this
+        submission is exempt (nested) and takes none."""
+        if current_run.get() is not None:
+            return False
+        if self._room.acquire(blocking=False):
+            return True
+        if asyncio._get_running_loop() is not None and not sync_scope.get():
+            raise WouldDeadlock(
+                f"cannot submit task {task_name!r}: this runner already has "
+                f"{self.limit} runs not finished ({MAX_PENDING_RUNS}={self.limit}), and "
+                "waiting for one on an event loop's thread could deadlock; await some of "
+                f"the futures you hold first, or stream the inputs with "
+                f"`{task_name}.map_iter(...)`, which keeps a bounded window of runs"
+            )
+        self._room.acquire()
+        return True
+
+    def release(self, _fut: object = None) -> None:
+        """A run that holds a slot is final (a done callback)."""
+        self._room.release()

@@ -13,6 +13,7 @@ callback per task run, so this module keeps only the thread and loop lifecycle.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import Coroutine
@@ -22,6 +23,8 @@ __all__ = ("get_loop", "run_sync", "stop")
 
 T = TypeVar("T")
 THREAD_NAME = "asyncflow-portal"
+NO_UVLOOP = "ASYNCFLOW_NO_UVLOOP"
+logger = logging.getLogger("asyncflow")
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -29,12 +32,17 @@ _thread: threading.Thread | None = None
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
-    if os.environ.get("ASYNCFLOW_NO_UVLOOP", "") not in ("", "0"):
+    # Which loop the engine got is logged at DEBUG: a slower asyncio loop is a
+    # question users ask, and the answer should be one `logging.DEBUG` away.
+    if os.environ.get(NO_UVLOOP, "") not in ("", "0"):
+        logger.debug("engine loop: asyncio (uvloop disabled by %s)", NO_UVLOOP)
         return asyncio.new_event_loop()
     try:
         import uvloop  # optional: imported only when the portal starts
-    except ImportError:
+    except ImportError as exc:
+        logger.debug("engine loop: asyncio (uvloop is not installed: %s)", exc)
         return asyncio.new_event_loop()
+    logger.debug("engine loop: uvloop %s", getattr(uvloop, "__version__", ""))
     return uvloop.new_event_loop()
 
 

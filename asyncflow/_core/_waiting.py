@@ -18,8 +18,9 @@ import time
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from typing import Any, NamedTuple
 
+from . import _validate
 from ._context import enter_blocking, exit_blocking, sync_scope
-from ._future import TaskFuture, check_timeout, iter_futures
+from ._future import TaskFuture, iter_futures
 
 __all__ = ("AsCompleted", "DoneAndNotDone", "WaitCall", "as_completed", "wait")
 
@@ -149,7 +150,7 @@ def wait(futures: Iterable[TaskFuture[Any]], timeout: float | None = None) -> Wa
 
     `done, not_done = wait(fs)` in sync code; `done, not_done = await wait(fs)` in async.
     """
-    return WaitCall(list(iter_futures(futures)), check_timeout(timeout))
+    return WaitCall(list(iter_futures(futures)), _validate.timeout("timeout", timeout))
 
 
 def _timeout_error(unfinished: int, total: int) -> TimeoutError:
@@ -228,4 +229,4 @@ def as_completed(futures: Iterable[TaskFuture[Any]], timeout: float | None = Non
 
     On timeout raises `TimeoutError("N (of M) futures unfinished")`.
     """
-    return AsCompleted(list(iter_futures(futures)), check_timeout(timeout))
+    return AsCompleted(list(iter_futures(futures)), _validate.timeout("timeout", timeout))

@@ -21,11 +21,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .._arguments import allow_failure, expand_map, find_upstreams, resolve
-from .._core import _engine, _portal, _signals
+from .._core import _engine, _portal, _signals, _validate
 from .._core._attempt import CancelReason
 from .._core._context import current_run, sync_scope
 from .._core._exceptions import CircularDependency, RunnerNotStarted
 from .._core._future import FutureList, Suspend, TaskFuture
+from .._core._policy import PendingLimit
 from .._core._run import NO_OPTIONS, RunOptions
 from .._core._states import StateType
 from ..settings import get_settings
@@ -150,11 +151,7 @@ def check_max_workers(max_workers: int | None, configured: int | None, fallback:
     runner's own default; a clear error for anything but a positive int."""
     if max_workers is None:
         max_workers = configured or fallback
-    if isinstance(max_workers, bool) or not isinstance(max_workers, int):
-        raise TypeError(f"max_workers must be an int, got {max_workers!r}")
-    if max_workers < 1:
-        raise ValueError(f"max_workers must be >= 1, got {max_workers}")
-    return max_workers
+    return _validate.count("max_workers", max_workers, minimum=1)
 
 
 def _check_not_circular(fut: TaskFuture[Any], task_name: str) -> None:
@@ -171,7 +168,13 @@ def _check_not_circular(fut: TaskFuture[Any], task_name: str) -> None:
 class TaskRunner(abc.ABC):
     """Runs tasks. Use as `with runner:` or `async with runner:` (or via `@flow`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_pending_runs: int | None = None) -> None:
+        if max_pending_runs is None:
+            max_pending_runs = get_settings().max_pending_runs
+        else:
+            _validate.count("max_pending_runs", max_pending_runs, minimum=1)
+        # None (the default) costs `.submit()` one attribute check.
+        self._pending_limit = None if max_pending_runs is None else PendingLimit(max_pending_runs)
         self._started = False
         self._inflight: set[_engine.Run] = set()
         self._failed: list[TaskFuture[Any]] = []
@@ -276,7 +279,28 @@ class TaskRunner(abc.ABC):
                 f"before submitting task {task.name!r}"
             )
         ordering = () if wait_for is None else wait_for_upstreams(wait_for, task.name)
-        return self._launch(task, params, ordering)
+        if self._pending_limit is None:
+            return self._launch(task, params, ordering)
+        return self._launch_bounded(self._pending_limit, task, params, ordering)
+
+    def _launch_bounded(
+        self,
+        limit: PendingLimit,
+        task: TaskSpec,
+        params: dict[str, Any],
+        ordering: Iterable[tuple[TaskFuture[Any], bool]],
+    ) -> TaskFuture[Any]:
+        """`_launch` once there is room under `max_pending_runs`; the slot is given back
+        when the run is final, whichever way it ends."""
+        if not limit.acquire(task.name):
+            return self._launch(task, params, ordering)
+        try:
+            fut = self._launch(task, params, ordering)
+        except BaseException:
+            limit.release()
+            raise
+        fut.add_done_callback(limit.release)
+        return fut
 
     def _launch(
         self,
