@@ -28,6 +28,7 @@ from .._core._exceptions import CircularDependency, RunnerNotStarted
 from .._core._future import FutureList, Suspend, TaskFuture
 from .._core._run import NO_OPTIONS, RunOptions
 from .._core._states import StateType
+from ._by_name import task_function_ref
 
 if TYPE_CHECKING:  # for the overloads only: _tasks imports this module
     from .._tasks import Task
@@ -98,9 +99,16 @@ class Call:
             return {k: resolve(v) for k, v in self.parameters.items()}
         return self.parameters
 
-    def parts(self) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
-        args, kwargs = self.task.split(self.resolved_parameters())
-        return self.task.fn, args, kwargs
+    def parts(
+        self, by_name: bool = False
+    ) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+        """`(function, args, kwargs)`; `by_name`: a module-level task's function as a
+        reference that pickles by name (`@task` took its name in the module, so plain
+        pickle cannot find it); other functions as they are."""
+        task = self.task
+        args, kwargs = task.split(self.resolved_parameters())
+        fn = (task_function_ref(task) if by_name else None) or task.fn
+        return fn, args, kwargs
 
     def __call__(self) -> Any:
         return self.task.invoke(self.resolved_parameters())
@@ -198,6 +206,12 @@ class TaskRunner(abc.ABC):
     @abc.abstractmethod
     def start_run(self, run: _engine.Run) -> None:
         """Begin executing `run` (the engine calls this once its upstreams are final)."""
+
+    @property
+    def abandoned(self) -> bool:
+        """True once the runner was interrupted (Ctrl-C, SIGTERM) or its flow timed out:
+        `_stop_resources` should not wait for work it could not stop."""
+        return self._abandoned
 
     def can_stop(self, run: _engine.Run) -> bool:
         """Can this runner interrupt `run`'s executing attempt (kill its worker,
