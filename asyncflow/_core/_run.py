@@ -65,7 +65,9 @@ class CallSpec(Protocol):
     runner that executes the call elsewhere; `function` is the task's own function
     (a coroutine function for an async task), or with `by_name=True` a callable that
     pickles by name when the task is defined at module level (the other process
-    imports its module). `task` is the task object itself (a runner may cache per task).
+    imports its module); `stand_in(upstream_future)` may replace an upstream future
+    among the parameters by something else than its value (None: its value). `task`
+    is the task object itself (a runner may cache per task).
     """
 
     is_async: bool
@@ -74,7 +76,7 @@ class CallSpec(Protocol):
     def __call__(self) -> Any: ...
 
     def parts(
-        self, by_name: bool = False
+        self, by_name: bool = False, stand_in: Callable[[Any], Any] | None = None
     ) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]: ...
 
 

@@ -100,15 +100,29 @@ class Call:
         return self.parameters
 
     def parts(
-        self, by_name: bool = False
+        self,
+        by_name: bool = False,
+        stand_in: Callable[[TaskFuture[Any]], Any] | None = None,
     ) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
         """`(function, args, kwargs)`; `by_name`: a module-level task's function as a
         reference that pickles by name (`@task` took its name in the module, so plain
-        pickle cannot find it); other functions as they are."""
+        pickle cannot find it); other functions as they are. `stand_in(future)` may
+        replace a parameter that is an upstream future (a handle to its value where
+        the call executes, say); None there means: pass the future's value."""
         task = self.task
-        args, kwargs = task.split(self.resolved_parameters())
+        params = self.resolved_parameters() if stand_in is None else self._stand_ins(stand_in)
+        args, kwargs = task.split(params)
         fn = (task_function_ref(task) if by_name else None) or task.fn
         return fn, args, kwargs
+
+    def _stand_ins(self, stand_in: Callable[[TaskFuture[Any]], Any]) -> dict[str, Any]:
+        if not self.rebuild:
+            return self.parameters
+        out = {}
+        for name, value in self.parameters.items():
+            replaced = stand_in(value) if isinstance(value, TaskFuture) else None
+            out[name] = resolve(value) if replaced is None else replaced
+        return out
 
     def __call__(self) -> Any:
         return self.task.invoke(self.resolved_parameters())
