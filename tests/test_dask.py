@@ -470,7 +470,7 @@ def test_timeout_fails_timed_out_and_cancels_the_dask_future(
     with runner:
         fut = (slow if kind == "sync" else aslow).submit()
         assert shared.started.wait(WAIT)
-        remote = runner._attempts[fut._run][0]
+        remote = runner._attempts[fut._run]
         with pytest.raises(exceptions.TaskTimeout):
             fut.result(timeout=WAIT)
         assert fut.state.name == "TimedOut"
@@ -566,3 +566,9 @@ def test_worker_dying_mid_task_crashes_that_run_with_killed_worker() -> None:
         with pytest.raises(exceptions.UpstreamFailed):
             downstream.result(timeout=WAIT)
         assert add.submit(1, 2).result(timeout=WAIT * 3) == 3  # the cluster goes on
+        # A crash is retried as the task's retry policy says (once here), then final.
+        retried = die.with_options(retries=1).submit()
+        with pytest.raises(exceptions.TaskCrashed, match="KilledWorker"):
+            retried.result(timeout=WAIT * 6)
+        assert retried.state.is_crashed()
+        assert retried.state.attempts == 2

@@ -141,6 +141,17 @@ class Run(Attempts):
         """Execute a sync run here, in this thread, to its final state (every attempt)."""
         execute_sync(self)
 
+    def start_on_loop(self) -> None:
+        """Execute an async run as an asyncio task on its loop (`run.loop`), to its final
+        state (every attempt); callable from any thread, returns at once."""
+        assert self.loop is not None, f"task {self.name!r} is not an async run"
+        start_on_loop(self, self.loop)
+
+    def abandon(self, message: str) -> bool:
+        """End the run now, CANCELLED with `message`, whatever it is doing: its runner
+        shut down and can no longer execute it. A late outcome is dropped."""
+        return cancelled(self, message)
+
     def begin_attempt(self) -> int:
         """Before sending an attempt elsewhere: mark the run RUNNING (and arm its
         deadline at the first attempt). The attempt number, or 0: do not send it."""

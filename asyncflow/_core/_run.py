@@ -63,8 +63,11 @@ class CallSpec(Protocol):
     `call()` runs it here with resolved arguments: the value (sync) or a coroutine
     (async). `parts()` gives `(function, args, kwargs)`, arguments resolved, for a
     runner that executes the call elsewhere; `function` is the task's own function
-    (a coroutine function for an async task). `task` is the task object itself (a
-    runner may ship its function by name, or cache per task).
+    (a coroutine function for an async task), or with `by_name=True` a callable that
+    pickles by name when the task is defined at module level (the other process
+    imports its module); `stand_in(upstream_future)` may replace an upstream future
+    among the parameters by something else than its value (None: its value). `task`
+    is the task object itself (a runner may cache per task).
     """
 
     is_async: bool
@@ -72,7 +75,9 @@ class CallSpec(Protocol):
 
     def __call__(self) -> Any: ...
 
-    def parts(self) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]: ...
+    def parts(
+        self, by_name: bool = False, stand_in: Callable[[Any], Any] | None = None
+    ) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]: ...
 
 
 class RunOwner(Protocol):

@@ -30,6 +30,7 @@ from .._core._policy import PendingLimit
 from .._core._run import NO_OPTIONS, RunOptions
 from .._core._states import StateType
 from ..settings import get_settings
+from ._by_name import task_function_ref
 
 if TYPE_CHECKING:  # for the overloads only: _tasks imports this module
     from .._tasks import Task
@@ -100,9 +101,30 @@ class Call:
             return {k: resolve(v) for k, v in self.parameters.items()}
         return self.parameters
 
-    def parts(self) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
-        args, kwargs = self.task.split(self.resolved_parameters())
-        return self.task.fn, args, kwargs
+    def parts(
+        self,
+        by_name: bool = False,
+        stand_in: Callable[[TaskFuture[Any]], Any] | None = None,
+    ) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+        """`(function, args, kwargs)`; `by_name`: a module-level task's function as a
+        reference that pickles by name (`@task` took its name in the module, so plain
+        pickle cannot find it); other functions as they are. `stand_in(future)` may
+        replace a parameter that is an upstream future (a handle to its value where
+        the call executes, say); None there means: pass the future's value."""
+        task = self.task
+        params = self.resolved_parameters() if stand_in is None else self._stand_ins(stand_in)
+        args, kwargs = task.split(params)
+        fn = (task_function_ref(task) if by_name else None) or task.fn
+        return fn, args, kwargs
+
+    def _stand_ins(self, stand_in: Callable[[TaskFuture[Any]], Any]) -> dict[str, Any]:
+        if not self.rebuild:
+            return self.parameters
+        out = {}
+        for name, value in self.parameters.items():
+            replaced = stand_in(value) if isinstance(value, TaskFuture) else None
+            out[name] = resolve(value) if replaced is None else replaced
+        return out
 
     def __call__(self) -> Any:
         return self.task.invoke(self.resolved_parameters())
@@ -203,6 +225,12 @@ class TaskRunner(abc.ABC):
     @abc.abstractmethod
     def start_run(self, run: _engine.Run) -> None:
         """Begin executing `run` (the engine calls this once its upstreams are final)."""
+
+    @property
+    def abandoned(self) -> bool:
+        """True once the runner was interrupted (Ctrl-C, SIGTERM) or its flow timed out:
+        `_stop_resources` should not wait for work it could not stop."""
+        return self._abandoned
 
     def can_stop(self, run: _engine.Run) -> bool:
         """Can this runner interrupt `run`'s executing attempt (kill its worker,

@@ -52,4 +52,5 @@ def task_function_ref(task: Any) -> _TaskFunction | None:
     obj: Any = sys.modules.get(module)
     for part in qualname.split("."):
         obj = getattr(obj, part, None)
-    return _TaskFunction(module, qualname) if obj is task else None
+    # `obj.fn is fn`, not `obj is task`: a `with_options` copy shares the function.
+    return _TaskFunction(module, qualname) if getattr(obj, "fn", None) is fn else None

@@ -13,21 +13,26 @@ How a run travels:
 2. Dask calls our done callback (on its own callback thread); it only queues the
    finished Dask future for the runner's completion thread.
 3. The completion thread drains what has finished, fetches the values of the
-   successful ones in one `client.gather` per batch, and completes the runs
-   (`_engine.complete`), which starts or skips their dependents exactly as for the
-   thread runner. Errors keep their type; a `KilledWorker` (the worker died running
-   the task) ends the run CRASHED, the `KilledWorker` kept as `__cause__`.
+   successful ones in one `client.gather` per batch, and reports each attempt's
+   outcome to the run (`report_value` / `report_error` / `report_crash`), which
+   starts or skips its dependents exactly as for the thread runner. Errors keep their
+   type; a `KilledWorker` (the worker died running the task) is a crash: retried as
+   the task's retry policy says, else CRASHED with the `KilledWorker` as `__cause__`.
 
-The run's life (attempts, retries, deadline, cancellation) is the core's: this runner
-reports each attempt's outcome (`report_value` / `report_error` / `report_crash`) and
-resubmits when the core says a retry is due (`retry_later`). At the deadline, or on a
-cancel, the run ends as the core decides and its Dask future is cancelled.
+The run's life (attempts, retries and their delays, deadline, cancellation) is the
+core's, through the runner author's API (docs/writing-a-runner.md): this runner ships
+one attempt at a time (`run.begin_attempt()`, `run.call.parts()`) and resubmits when
+the core says a retry is due (`run.retry_later`). A Dask future can always be
+cancelled, so `can_stop` says yes while one is out: a cancel or the deadline ends the
+run at once, as the core decides, and its Dask future is cancelled (a worker thread
+already running it runs on).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import queue
 import threading
 import uuid
@@ -37,14 +42,14 @@ from typing import Any
 
 import distributed
 
-from .._arguments import resolve
-from .._core import _engine
+from .._core._engine import Run
 from .._core._exceptions import ExitInWorker, SerializationError, TaskCrashed
 from .._core._future import Deferred, TaskFuture
-from ._base import Call, TaskRunner
-from ._by_name import task_function_ref
+from ._base import TaskRunner
 
 __all__ = ("DaskTaskRunner",)
+
+logger = logging.getLogger("asyncflow")
 
 # distributed is only partly typed: its client and futures are handled as Any here.
 _Client: Any = distributed.Client
@@ -64,16 +69,6 @@ def _run_on_worker(fn: Callable[..., Any], is_async: bool, args: Any, kwargs: An
         return asyncio.run(main())
     except SystemExit as exc:  # Dask lets SystemExit kill its worker: carry it back instead
         raise ExitInWorker(exc.code) from None
-
-
-def _call_parts(
-    call: Call, parameters: dict[str, Any]
-) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
-    """The function to ship and its arguments. Only the function travels, not the Task
-    object (its hooks, limits and policies stay on the client)."""
-    task = call.task
-    args, kwargs = task.split(parameters)
-    return task_function_ref(task) or task.fn, args, kwargs
 
 
 def _describe_error(exc: BaseException) -> str:
@@ -135,8 +130,8 @@ class DaskTaskRunner(TaskRunner):
         self._owned_cluster: Any = None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        # run -> (its current Dask future, attempt number); dropped when the run is final.
-        self._attempts: dict[_engine.Run, tuple[Any, int]] = {}
+        # run -> the Dask future of its current attempt; dropped when the run is final.
+        self._attempts: dict[Run, Any] = {}
         # A completed run's Dask future, while its asyncflow future lives: lets a
         # downstream on this runner take the value from the cluster.
         self._results: weakref.WeakKeyDictionary[TaskFuture[Any], Any] = weakref.WeakKeyDictionary()
@@ -219,7 +214,7 @@ class DaskTaskRunner(TaskRunner):
                 try:
                     fut._get_value()
                 except Exception as exc:
-                    _engine.logger.error("the value of task %r is lost: %s", fut.name, exc)
+                    logger.error("the value of task %r is lost: %s", fut.name, exc)
             return
         for fut, value in zip(lazy, values, strict=True):
             fut._value = value
@@ -230,68 +225,53 @@ class DaskTaskRunner(TaskRunner):
             cluster.close()
 
     # ---- running -----------------------------------------------------------------------
-    def start_run(self, run: _engine.Run) -> None:
-        if self._client is None:
-            _engine.cancelled(run, "cancelled: its runner shut down before it started")
-            return
-        self._retry(run)
+    def start_run(self, run: Run) -> None:
+        self._send(run)
 
-    def _parameters(self, call: Call) -> dict[str, Any]:
-        """Resolved parameters, with this runner's completed upstreams as Dask futures."""
-        if not call.rebuild:
-            return call.parameters
-        results = self._results
-        out: dict[str, Any] = {}
-        for name, value in call.parameters.items():
-            if isinstance(value, TaskFuture) and value._exception is None:
-                remote = results.get(value)
-                if remote is not None:
-                    value._observed = True
-                    out[name] = remote
-                    continue
-            out[name] = resolve(value)
-        return out
-
-    def _submit_attempt(self, run: _engine.Run, attempt: int) -> None:
+    def _send(self, run: Run) -> None:
+        """Ship the run's next attempt (`start_run`, and each retry the core asks for)."""
         client = self._client
         if client is None:
-            _engine.cancelled(run, "cancelled: its runner shut down before it could retry")
+            run.abandon("cancelled: its runner shut down before it could run")
             return
-        call = run.call
+        if not run.begin_attempt():  # stopped meanwhile (in a retry delay, say)
+            return
         try:
-            if not isinstance(call, Call):
-                raise TypeError(f"{self.name} can only run asyncflow task runs, got {call!r}")
-            fn, args, kwargs = _call_parts(call, self._parameters(call))
-            key = f"{run.future.name}-{uuid.uuid4().hex}"
+            # Only the function travels, not the Task (its hooks, limits and policies
+            # stay here); upstreams completed on this runner travel as Dask futures.
+            fn, args, kwargs = run.call.parts(by_name=True, stand_in=self._results.get)
+            key = f"{run.name}-{uuid.uuid4().hex}"
             try:
                 remote = client.submit(_run_on_worker, fn, run.is_async, args, kwargs, key=key)
             except TypeError as exc:  # Dask could not serialize the function or arguments
-                err = SerializationError(
-                    f"task {run.future.name!r} could not be sent to Dask (its function and "
+                raise SerializationError(
+                    f"task {run.name!r} could not be sent to Dask (its function and "
                     f"arguments must be picklable): {_describe_error(exc)}"
-                )
-                err.__cause__ = exc
-                raise err from exc
-        except BaseException as exc:
-            self._after_failure(run, _engine.report_error(run, exc))
+                ) from exc
+        except Exception as exc:
+            self._retry(run, run.report_error(exc))
             return
-        self._attempts[run] = (remote, attempt)
+        self._attempts[run] = remote
         remote.add_done_callback(_Finished(self._queue, run))
 
-    def can_stop(self, run: _engine.Run) -> bool:
+    def _retry(self, run: Run, delay: float | None) -> None:
+        if delay is not None:  # the core says: another attempt, after `delay` s
+            run.retry_later(delay, self._send)
+
+    def can_stop(self, run: Run) -> bool:
         return run in self._attempts
 
-    def stop_running(self, run: _engine.Run) -> None:
-        # The run ends now, as the core decided (Cancelled or TimedOut); `release_run`
-        # then cancels its Dask future, and the late outcome from the cluster is stale.
-        _engine.report_crash(run, TaskCrashed(f"task {run.name!r} was stopped on the Dask cluster"))
+    def stop_running(self, run: Run) -> None:
+        # Any report ends the run now, as the core decided (Cancelled or TimedOut);
+        # `release_run` then cancels its Dask future, whose late outcome is stale.
+        run.report_crash(TaskCrashed(f"task {run.name!r} was stopped on the Dask cluster"))
 
-    def release_run(self, run: _engine.Run) -> None:
-        entry = self._attempts.pop(run, None)
-        if entry is not None and not entry[0].done():
+    def release_run(self, run: Run) -> None:
+        remote = self._attempts.pop(run, None)
+        if remote is not None and not remote.done():
             # Final while its Dask task still runs (timed out, cancelled): cancel it there.
             # Cancelling blocks on the scheduler, so the completion thread does it.
-            self._queue.put(entry[0])
+            self._queue.put(remote)
         super().release_run(run)
 
     # ---- completion --------------------------------------------------------------------
@@ -305,7 +285,7 @@ class DaskTaskRunner(TaskRunner):
                     items.append(q.get_nowait())
                 except queue.Empty:
                     break
-            finished: list[tuple[_engine.Run, Any]] = []
+            finished: list[tuple[Run, Any]] = []
             for item in items:
                 if item is _STOP:
                     stop = True
@@ -315,33 +295,41 @@ class DaskTaskRunner(TaskRunner):
                     try:
                         item.cancel()
                     except Exception:  # pragma: no cover  (the cluster went away)
-                        _engine.logger.debug("cancelling %r failed", item, exc_info=True)
+                        logger.debug("cancelling %r failed", item, exc_info=True)
             if finished:
                 self._complete_batch(finished)
 
-    def _complete_batch(self, finished: list[tuple[_engine.Run, Any]]) -> None:
-        current = []
-        for run, remote in finished:
-            entry = self._attempts.get(run)
-            if entry is not None and entry[0] is remote:  # else stale: final, or retried
-                current.append((run, remote, entry[1]))
+    def _complete_batch(self, finished: list[tuple[Run, Any]]) -> None:
+        # Only each run's current attempt counts: others are stale (final, or retried).
+        current: list[tuple[Run, Any]] = [
+            (run, remote) for run, remote in finished if self._attempts.get(run) is remote
+        ]
         done = [item for item in current if item[1].status == "finished"]
         # A value with dependents registered stays on the cluster (they get its Dask
         # future; it is fetched only if someone reads it). The others (leaves, likely
         # read by the caller) are fetched now, one `gather` for the whole batch.
-        on_cluster = [item for item in done if item[0].future._has_dependents]
-        fetch = [item for item in done if not item[0].future._has_dependents]
-        values: list[Any] | None = None
-        if fetch:
-            try:
-                values = self.client.gather([remote for _, remote, _ in fetch])
-            except Exception:
-                values = None  # one was lost: fetch them one by one below
-        for run, remote, _ in on_cluster:
-            fut = run.future
-            self._results[fut] = remote
-            _engine.report_value(run, Deferred(functools.partial(_load_remote, fut.name, remote)))
-        for i, (run, remote, _) in enumerate(fetch):
+        for run, remote in done:
+            if run.future._has_dependents:
+                self._results[run.future] = remote
+                run.report_value(Deferred(functools.partial(_load_remote, run.name, remote)))
+        self._report_fetched([item for item in done if not item[0].future._has_dependents])
+        for run, remote in current:
+            status = remote.status
+            if status == "error":
+                self._failed_attempt(run, remote)
+            elif status == "cancelled":
+                self._crashed(run, "its Dask future was cancelled on the cluster")
+            elif status != "finished":  # "lost": its data went with a worker
+                self._crashed(run, f"its Dask future {remote.key!r} is {status}")
+
+    def _report_fetched(self, fetch: list[tuple[Run, Any]]) -> None:
+        if not fetch:
+            return
+        try:
+            values = self.client.gather([remote for _, remote in fetch])
+        except Exception:  # one was lost: fetch them one by one
+            values = None
+        for i, (run, remote) in enumerate(fetch):
             if values is not None:
                 value = values[i]
             else:
@@ -351,42 +339,22 @@ class DaskTaskRunner(TaskRunner):
                     self._crashed(run, f"its value could not be fetched: {exc!r}", exc)
                     continue
             self._results[run.future] = remote
-            _engine.report_value(run, value)
-        for run, remote, _ in current:
-            status = remote.status
-            if status == "finished":
-                continue
-            if status == "error":
-                self._failed_attempt(run, remote)
-            elif status == "cancelled":
-                self._crashed(run, "its Dask future was cancelled on the cluster")
-            else:  # "lost": its data went with a worker
-                self._crashed(run, f"its Dask future {remote.key!r} is {status}")
+            run.report_value(value)
 
-    def _crashed(self, run: _engine.Run, why: str, cause: BaseException | None = None) -> None:
+    def _crashed(self, run: Run, why: str, cause: BaseException | None = None) -> None:
         err = TaskCrashed(f"task {run.name!r} crashed: {why}")
         err.__cause__ = cause
-        self._after_failure(run, _engine.report_crash(run, err))
+        self._retry(run, run.report_crash(err))
 
-    def _failed_attempt(self, run: _engine.Run, remote: Any) -> None:
+    def _failed_attempt(self, run: Run, remote: Any) -> None:
         exc = remote.exception()
-        assert exc is not None
         tb = remote.traceback()
         if tb is not None:
             exc = exc.with_traceback(tb)
         if isinstance(exc, distributed.KilledWorker):  # the worker died running it
-            self._crashed(run, f"{type(exc).__name__}: {exc}", exc)
-            return
-        self._after_failure(run, _engine.report_error(run, exc))
-
-    def _after_failure(self, run: _engine.Run, delay: float | None) -> None:
-        if delay is not None:  # the core says: another attempt, after `delay`
-            _engine.retry_later(run, delay, self._retry)
-
-    def _retry(self, run: _engine.Run) -> None:
-        attempt = _engine.begin(run)  # arms the run's deadline at attempt 1
-        if attempt:
-            self._submit_attempt(run, attempt)
+            self._retry(run, run.report_crash(exc))  # "crashed: KilledWorker: ..."
+        else:
+            self._retry(run, run.report_error(exc))
 
 
 def _load_remote(name: str, remote: Any) -> Any:
@@ -405,7 +373,7 @@ class _Finished:
 
     __slots__ = ("queue", "run")
 
-    def __init__(self, q: queue.SimpleQueue[Any], run: _engine.Run) -> None:
+    def __init__(self, q: queue.SimpleQueue[Any], run: Run) -> None:
         self.queue = q
         self.run = run
 
