@@ -1,7 +1,8 @@
 """Run one scenario on one registered runner in a fresh process and print its outcome
 as JSON: for cases that may end the process they run in (a task that calls `os._exit`
-on a runner whose runs share the process) or break the runner's resources for later
-tests (a `SystemExit` that stops an in-process Dask worker).
+on a runner whose runs share the process), break the runner's resources for later
+tests (a `SystemExit` that stops an in-process Dask worker), or hang (a flow that
+waits for runs it should have stopped): the probe ends after a bounded wait anyway.
 
     python -m conformance._probe <runner> <scenario> <scratch dir>    (cwd: tests/)
 """
@@ -15,12 +16,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from helpers import SHORT_WAIT, Tally, ident
+from helpers import SHORT_WAIT, FileGate, Tally, ident
 
-from asyncflow import TaskFuture
+from asyncflow import TaskFuture, flow
 
 from . import tasks
-from .registry import RUNNERS, no_shared_resources
+from .registry import QUEUED, RUNNERS, SLOTS, no_shared_resources
 
 
 def outcome(fut: TaskFuture[Any]) -> dict[str, Any]:
@@ -50,14 +51,50 @@ def crash_retried(scratch: str) -> dict[str, Any]:
     return outcome(retried.submit(Tally(f"{scratch}/crash"), 2))
 
 
+def failing_flow_body(scratch: str) -> dict[str, Any]:
+    """A sync flow body raises while SLOTS runs run and QUEUED wait: what ends how."""
+    runner = RUNNERS[KIND[0]].make(no_shared_resources)
+    release = FileGate(f"{scratch}/release")
+    futures: list[TaskFuture[Any]] = []
+    # Where running sync runs cannot be stopped (a thread; a Dask worker thread, which
+    # a temporary cluster's close waits for), the body lets them end before raising.
+    unstoppable = RUNNERS[KIND[0]].caps.cancel_running_sync != "killed"
+
+    @flow(task_runner=runner)
+    def failing() -> None:
+        started = [FileGate(f"{scratch}/started-{i}") for i in range(SLOTS)]
+        futures.extend(tasks.blocker.submit(gate, release) for gate in started)
+        for gate in started:
+            gate.wait()
+        futures.extend(ident.submit(i) for i in range(QUEUED))
+        if unstoppable:
+            release.open()
+        raise RuntimeError("the body fails")
+
+    try:
+        failing()
+    except RuntimeError as exc:
+        error = str(exc)
+    release.open()
+    return {
+        "error": error,
+        "all_done": all(f.done() for f in futures),
+        "running": [f.state.name for f in futures[:SLOTS]],
+        "queued": sorted({f.state.name for f in futures[SLOTS:]}),
+    }
+
+
 SCENARIOS: dict[str, Callable[[str], dict[str, Any]]] = {
     "sys_exit": sys_exit,
     "crash": crash,
     "crash_retried": crash_retried,
+    "failing_flow_body": failing_flow_body,
 }
+KIND: list[str] = []  # the runner kind this probe runs
 
 
 def scenario_then_exit(kind: str, scenario: str, scratch: str, results: list[Any]) -> None:
+    KIND.append(kind)
     with RUNNERS[kind].make(no_shared_resources):
         result = SCENARIOS[scenario](scratch)
         after = ident.submit("after")  # does the runner go on?

@@ -26,6 +26,9 @@ import pytest
 from asyncflow.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 SLOTS = 2  # every runner here runs at most this many task runs at once
+# Enough queued runs that a runner which batches them to a worker would do so
+# (the process pool batches 1 + queue length // (4 * workers) runs at once).
+QUEUED = 8 * SLOTS + 2
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,9 @@ class Capabilities:
     # Arguments and results travel pickled: one that cannot be pickled fails its run
     # with SerializationError; on a runner that does not pickle the very object arrives.
     pickles: bool
+    # Results travel pickled too (an in-process Dask worker hands its result over as
+    # it is): one that cannot be pickled fails its run with SerializationError.
+    pickles_results: bool
     # A sync run still running at its timeout is stopped (its worker process killed);
     # otherwise the future fails TimedOut at once and the function runs on (its late
     # result is discarded).
@@ -106,6 +112,7 @@ RUNNERS: dict[str, RunnerKind] = {
         lambda shared: ThreadPoolTaskRunner(max_workers=SLOTS),
         Capabilities(
             pickles=False,
+            pickles_results=False,
             kills_on_timeout=False,
             cancel_running_sync="refused",
             in_process=True,
@@ -117,6 +124,7 @@ RUNNERS: dict[str, RunnerKind] = {
         lambda shared: ProcessPoolTaskRunner(max_workers=SLOTS),
         Capabilities(
             pickles=True,
+            pickles_results=True,
             kills_on_timeout=True,
             cancel_running_sync="killed",
             in_process=False,
@@ -125,6 +133,16 @@ RUNNERS: dict[str, RunnerKind] = {
                 "cancel_queued": BATCHED_SUBMIT,
                 "crash_retry": "issue 11: a crashed process run is not retried",
                 "sys_exit": SYS_EXIT,
+                "failing_flow_body": (
+                    "found by the conformance suite: when a sync flow body raises while "
+                    "process runs run and others are queued, the runner's exit waits for "
+                    "the running ones instead of killing their workers (the flow hangs); "
+                    "intermittent"
+                ),
+                "unpicklable_result": (
+                    "issue 11: the SerializationError for a result that cannot be "
+                    "pickled does not name the task"
+                ),
             },
         ),
     ),
@@ -133,6 +151,7 @@ RUNNERS: dict[str, RunnerKind] = {
         _dask,
         Capabilities(
             pickles=True,
+            pickles_results=False,  # in-process workers: the result object itself
             kills_on_timeout=False,
             cancel_running_sync="abandoned",
             in_process=True,  # an in-process LocalCluster (processes=False)

@@ -10,17 +10,13 @@ from pathlib import Path
 import pytest
 from helpers import WAIT, FileGate, ident, wait_gone
 
-from asyncflow import TaskFuture, exceptions, flow
+from asyncflow import TaskFuture, exceptions
 from asyncflow.task_runners import TaskRunner
 
 from . import tasks
-from .registry import SLOTS, Capabilities, expect_defect
+from .registry import QUEUED, SLOTS, Capabilities, expect_defect
 
 pytestmark = pytest.mark.timeout(30)
-
-# Enough queued runs that a runner which batches them to a worker would do so
-# (the process pool batches 1 + queue length // (4 * workers) runs at once).
-QUEUED = 8 * SLOTS + 2
 
 
 @dataclass
@@ -159,30 +155,3 @@ def test_cancel_all_cancels_the_queued_runs_and_lets_the_running_finish(
         assert [f.result(timeout=WAIT) for f in held.running] == held.pids
     expected = "Cancelled" if queued_here else "Completed"
     assert [f.state.name for f in held.queued] == [expected] * QUEUED
-
-
-def test_a_failing_flow_body_cancels_what_it_queued(
-    runner: TaskRunner, caps: Capabilities, tmp_path: Path
-) -> None:
-    futures: list[TaskFuture[int]] = []
-    release = FileGate(tmp_path / "release")
-
-    @flow(task_runner=runner)
-    def failing() -> None:
-        started = [FileGate(tmp_path / f"started-{i}") for i in range(SLOTS)]
-        futures.extend(tasks.blocker.submit(gate, release) for gate in started)
-        for gate in started:
-            gate.wait()
-        futures.extend(ident.submit(i) for i in range(QUEUED))
-        if caps.cancel_running_sync == "refused":
-            release.open()  # the flow waits for its running thread runs: let them end
-        raise RuntimeError("the body fails")
-
-    with pytest.raises(RuntimeError, match="the body fails"):
-        failing()
-    release.open()
-    running, queued = futures[:SLOTS], futures[SLOTS:]
-    assert all(f.done() for f in futures)  # the flow did not return with runs pending
-    assert [f.state.name for f in queued] == ["Cancelled"] * QUEUED
-    expected = "Completed" if caps.cancel_running_sync == "refused" else "Cancelled"
-    assert [f.state.name for f in running] == [expected] * SLOTS

@@ -1,5 +1,6 @@
-"""What a run that ends abnormally costs, on every runner: `sys.exit()` in a task, and a
-task that kills its process (`os._exit`), with and without retries.
+"""What a run that ends abnormally costs, on every runner: `sys.exit()` in a task, a
+task that kills its process (`os._exit`), with and without retries, and a flow body
+that raises while its runs still run (a regression there is a hang).
 
 Each case runs in a fresh process (`_probe.py`): on a runner whose runs share the
 test's process, `os._exit` ends that process (the documented difference: only the
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .registry import Capabilities, RunnerKind, expect_defect
+from .registry import SLOTS, Capabilities, RunnerKind, expect_defect
 
 pytestmark = pytest.mark.timeout(60)
 TESTS = Path(__file__).resolve().parent.parent
@@ -85,3 +86,26 @@ def test_a_crashed_run_is_retried(
     expect_defect(request, caps, "crash_retry")
     result = reported(done)
     assert (result["type"], result["value"], result["attempts"]) == ("COMPLETED", 2, 2)
+
+
+def test_a_failing_flow_body_stops_its_runs_and_propagates(
+    runner_kind: RunnerKind, caps: Capabilities, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    reason = caps.defects.get("failing_flow_body")
+    if reason is not None:  # intermittent, so not strict
+        request.node.add_marker(pytest.mark.xfail(strict=False, reason=reason))
+    result = reported(probe(runner_kind, "failing_flow_body", tmp_path))
+    assert result["runner_exited"], "the flow or its runner hung"
+    assert result["error"] == "the body fails"
+    assert result["all_done"]  # the flow did not return with runs pending
+    assert result["queued"] == ["Cancelled"]
+    # Documented: a running thread run cannot be stopped (the flow waits for it); a
+    # process run's worker is killed; an abandoned (Dask) run ends Cancelled unless its
+    # function returned before the cancellation reached it.
+    expected = {
+        "refused": {"Completed"},
+        "killed": {"Cancelled"},
+        "abandoned": {"Cancelled", "Completed"},
+    }[caps.cancel_running_sync]
+    assert len(result["running"]) == SLOTS
+    assert set(result["running"]) <= expected
