@@ -252,6 +252,10 @@ class DaskTaskRunner(TaskRunner):
             self._retry(run, run.report_error(exc))
             return
         self._attempts[run] = remote
+        if run.future.done() and self._attempts.pop(run, None) is not None:
+            # Stopped while it was being sent (`release_run` found no Dask future yet).
+            self._queue.put(remote)
+            return
         remote.add_done_callback(_Finished(self._queue, run))
 
     def _retry(self, run: Run, delay: float | None) -> None:
@@ -259,7 +263,8 @@ class DaskTaskRunner(TaskRunner):
             run.retry_later(delay, self._send)
 
     def can_stop(self, run: Run) -> bool:
-        return run in self._attempts
+        # Every attempt this runner began can be stopped: see `stop_running`.
+        return True
 
     def stop_running(self, run: Run) -> None:
         # Any report ends the run now, as the core decided (Cancelled or TimedOut);
