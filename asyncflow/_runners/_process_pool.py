@@ -2,27 +2,43 @@
 
 Why not `concurrent.futures.ProcessPoolExecutor` (or loky): when one of its workers
 dies, the whole executor breaks (or restarts) and every pending future fails. Here each
-worker has its own pipe and a shared `progress` cell holding the id of the call it is
-running, so a death is charged to that one call; its batch-mates are re-queued, a
-replacement worker is started, and every other run goes on.
+worker has its own pipe and shared cells (see `_process_worker`): `PROGRESS` holds the
+id of the call it is running, so a death is charged to that one call; its batch-mates
+are re-queued, a replacement worker is started, and every other run goes on. A crashed
+call is retried, on another worker, as the task's retry policy says of `TaskCrashed`.
+
+Batching: only the runs a `.map` hands over at once (`begin_batch` / `end_batch`) are
+sent to a worker several to a message; a `.submit()` goes alone to an idle worker, so
+N workers run N submitted runs at once. A run sent to a worker is still Pending: it
+turns Running once the worker's `STARTED` cell passes it (the reader thread polls the
+cells while any sent run has not started), so a run waiting in a batch can be
+cancelled without touching another: the worker is told to skip it (`_withdraw`).
 
 Threads: runs are handed over from whichever thread starts them (the submitter, or
 the thread that completed their last upstream); one reader thread per pool,
-"asyncflow-process-io", receives results, notices deaths, starts workers and feeds
-idle ones. A worker is only sent work when it is idle (all its results read), so
-neither side can block the other on a full pipe.
+"asyncflow-process-io", receives results, notices deaths, starts workers, feeds idle
+ones and polls for starts. A worker is only sent work when it is idle (all its
+results read), so neither side can block the other on a full pipe. The reader never
+dies of an unexpected error: the runs it was handling fail (CRASHED), the rest go on.
+
+Forked workers (`mp_context="fork"`) close the parent's ends of every worker's pipes
+they inherit (`register_after_fork`), so each worker's `alive` pipe closes when the
+parent dies, whatever the start method.
 """
 
 from __future__ import annotations
 
 import collections
 import itertools
+import logging
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.util
 import os
 import pickle
 import signal
 import threading
+from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import Any
 
@@ -30,41 +46,91 @@ from .._core import _engine, _portal
 from .._core._exceptions import SerializationError, TaskCrashed
 from .._core._states import State, StateType, completed_state
 from ._by_name import task_function_ref
-from ._process_worker import KIND_OK, dumps, worker_main
+from ._process_worker import (
+    CANCELS,
+    KIND_OK,
+    KIND_SKIPPED,
+    PROGRESS,
+    STARTED,
+    dumps,
+    worker_main,
+)
 
 __all__ = ("ProcessPool",)
 
+logger = logging.getLogger("asyncflow")
+
 MAX_AUTO_CHUNK = 256
 MAX_FAILED_STARTS = 3  # workers dying before any call, in a row: stop and say why
+POLL_SECONDS = 0.005  # how soon a started run is reported Running
+GATE_CHECK_SECONDS = 0.05  # how often a wait on a worker's gate checks that it lives
+
+# What `_withdraw` found: the call will be skipped, runs now, already ran, or the
+# worker is gone.
+SKIPPED, RUNNING, DONE, GONE = range(4)
 
 
 class _Item:
     """One run on its way to a worker."""
 
-    __slots__ = ("attempt", "call_bytes", "fn", "is_async", "run", "run_id", "sent")
+    __slots__ = (
+        "attempt",
+        "batchable",
+        "call_bytes",
+        "fn",
+        "is_async",
+        "marked",
+        "run",
+        "run_id",
+        "seq",
+    )
 
-    def __init__(self, run: _engine.Run, run_id: int, fn: tuple[int, bytes], call: bytes) -> None:
+    def __init__(
+        self,
+        run: _engine.Run,
+        run_id: int,
+        fn: tuple[int, bytes, str],
+        call: bytes,
+        batchable: bool,
+    ) -> None:
         self.run = run
         self.run_id = run_id
-        self.fn = fn  # (key, pickled function)
+        self.fn = fn  # (key, pickled function, task name)
         self.call_bytes = call
         self.is_async = bool(run.invoke.task.is_async)  # type: ignore[attr-defined]
+        self.batchable = batchable  # part of a `.map`: may share a message
         self.attempt = 1
-        self.sent = False
+        self.marked = False  # reported Running at least once
+        self.seq = 0  # its number among the calls sent to its worker (from 1)
 
 
 class _Worker:
-    __slots__ = ("alive", "conn", "inflight", "killed", "known", "process", "progress", "reported")
+    __slots__ = (
+        "alive",
+        "cells",
+        "conn",
+        "gate",
+        "inflight",
+        "killed",
+        "known",
+        "process",
+        "reported",
+        "sent",
+        "unstarted",
+    )
 
-    def __init__(self, process: Any, conn: Any, alive: Any, progress: Any) -> None:
+    def __init__(self, process: Any, conn: Connection, alive: Connection, cells: Any, gate: Any):
         self.process = process
-        self.progress = progress  # shared cell: 1 + id of the call running, or 0
+        self.cells = cells  # shared: PROGRESS, STARTED, CANCELS (see _process_worker)
+        self.gate = gate  # shared lock: deciding "skip or start" for the next call
         self.reported = False  # it sent a result: it started properly
         self.killed = False  # we killed it (cancel, timeout, shutdown)
         self.conn = conn  # duplex pipe to the worker
         self.alive = alive  # never written: the worker exits when it closes
-        self.inflight: collections.deque[_Item] = collections.deque()
+        self.inflight: collections.deque[_Item] = collections.deque()  # sent, no result
+        self.unstarted: collections.deque[_Item] = collections.deque()  # sent, not seen start
         self.known: set[int] = set()  # function keys this worker has loaded
+        self.sent = 0  # calls sent so far: the next one's `seq` is this + 1
 
 
 def _describe_exit(pid: int | None, code: int | None) -> str:
@@ -77,6 +143,10 @@ def _describe_exit(pid: int | None, code: int | None) -> str:
     return f"its worker process (pid {pid}) exited with code {code}"
 
 
+def _close_in_child(conn: Connection) -> None:
+    conn.close()  # a forked worker's copy of a parent-side pipe end
+
+
 class ProcessPool:
     """Up to `max_workers` worker processes fed from one queue of runs."""
 
@@ -84,23 +154,32 @@ class ProcessPool:
         self, max_workers: int, context: BaseContext, chunksize: int | None, name: str
     ) -> None:
         self._max_workers = max_workers
-        self._context: Any = context  # typeshed's BaseContext lacks Process/Pipe/RawValue
+        self._context: Any = context  # typeshed's BaseContext lacks Process/Pipe/RawArray
         self._chunksize = chunksize
         self._name = name
         self._lock = threading.Lock()
         self._queue: collections.deque[_Item] = collections.deque()
         self._workers: list[_Worker] = []
         self._idle: list[_Worker] = []
-        self._functions: dict[Any, tuple[int, bytes]] = {}
+        self._sent: dict[_engine.Run, tuple[_Worker, _Item]] = {}  # runs awaiting a result
+        self._functions: dict[Any, tuple[int, bytes, str]] = {}
         self._ids = itertools.count()
         self._worker_ids = itertools.count(1)
         self._closing = False
         self._failed_starts = 0
+        self._reader_sleeps = False  # waiting with no poll timeout: wake it to poll
         self._held = threading.local()  # runs a `.map` holds until it has made them all
         self._wake_r, self._wake_w = os.pipe()
+        self._wake_open = True
         os.set_blocking(self._wake_w, False)
+        multiprocessing.util.register_after_fork(self, ProcessPool._close_wake_in_child)
         self._reader = threading.Thread(target=self._serve, name=f"{name}-io", daemon=True)
         self._reader.start()
+
+    def _close_wake_in_child(self) -> None:
+        if self._wake_open:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     # ---- handing runs over (any thread) --------------------------------------------------
     def submit(self, run: _engine.Run) -> None:
@@ -114,8 +193,9 @@ class ProcessPool:
         except SerializationError as exc:
             _engine.complete(run, State(StateType.FAILED, message=str(exc)), None, exc)
             return
-        item = _Item(run, next(self._ids), fn, call_bytes)
         held = getattr(self._held, "items", None)
+        batchable = held is not None and run.timeout is None  # deadlines are per message
+        item = _Item(run, next(self._ids), fn, call_bytes, batchable)
         if held is not None:
             held.append(item)  # a map is submitting: handed over at once in end_batch
         else:
@@ -123,7 +203,8 @@ class ProcessPool:
 
     def begin_batch(self) -> bool:
         """Hold the runs this thread hands over until `end_batch` (one lock round-trip
-        for a whole `.map`). False if this thread already holds a batch."""
+        for a whole `.map`, whose runs may then share messages). False if this thread
+        already holds a batch."""
         if getattr(self._held, "items", None) is not None:
             return False
         self._held.items = []
@@ -134,7 +215,7 @@ class ProcessPool:
         if items:
             self._enqueue(items)
 
-    def _function(self, task: Any) -> tuple[int, bytes]:
+    def _function(self, task: Any) -> tuple[int, bytes, str]:
         fn = self._functions.get(task)
         if fn is None:
             try:
@@ -144,7 +225,7 @@ class ProcessPool:
                     f"task {task.name!r}: its function cannot be pickled to send it to a "
                     f"worker process: {type(exc).__name__}: {exc}"
                 ) from exc
-            fn = self._functions[task] = (len(self._functions), data)
+            fn = self._functions[task] = (len(self._functions), data, task.name)
         return fn
 
     def _enqueue(self, items: list[_Item], front: bool = False) -> None:
@@ -168,120 +249,214 @@ class ProcessPool:
         except BlockingIOError:  # the pipe is full: the reader will wake anyway
             pass
 
+    # ---- cancelling (any thread) ---------------------------------------------------------
     def cancel_running(self, run: _engine.Run) -> bool:
-        """Kill the worker that holds `run` (it is replaced; the rest of its batch goes
-        to another worker). False if no worker holds it."""
+        """Stop a run the engine saw start (or that waits for a retry): skipped if its
+        worker has not reached it, else that worker is killed (and replaced; the rest
+        of its batch goes to another worker). False if no worker holds it."""
         with self._lock:
-            target = next(
-                (w for w in self._workers if any(item.run is run for item in w.inflight)), None
-            )
-            queued = target is None and any(item.run is run for item in self._queue)
-        if queued:  # waiting for a retry: it will not be sent again
-            return _engine.cancelled(run)
-        if target is None:
-            return False
+            held = self._sent.get(run)
+            if held is None:
+                queued = any(item.run is run for item in self._queue)
+            else:
+                found = self._withdraw(*held)
+        if held is None:  # waiting for a retry, it will not be sent again; or done
+            return queued and _engine.cancelled(run)
         if run.cancel_reason is None:
             run.cancel_reason = "cancelled"
-        _kill(target)
+        self._after_withdraw(run, held[0], found)
         return True
 
+    def forget(self, run: _engine.Run) -> None:
+        """`run` ended CANCELLED while Pending: make sure it never runs. Queued, it is
+        dropped when fed; sent, its worker skips it; if it started since the last poll,
+        it is stopped as a running one."""
+        with self._lock:
+            held = self._sent.get(run)
+            if held is None:
+                return
+            found = self._withdraw(*held)
+        run.cancel_reason = "cancelled"
+        self._after_withdraw(run, held[0], found)
+
+    def _after_withdraw(self, run: _engine.Run, worker: _Worker, found: int) -> None:
+        if found == RUNNING:
+            _kill(worker)  # the reader sees it die and ends the run CANCELLED
+        elif found in (SKIPPED, GONE):
+            _engine.cancelled(run)
+        # DONE: its result is on the way, and is dropped (cancel_reason is set)
+
+    def _withdraw(self, worker: _Worker, item: _Item) -> int:
+        """Under the lock: tell `worker` to skip `item` unless it started already."""
+        gate = worker.gate
+        while not gate.acquire(timeout=GATE_CHECK_SECONDS):
+            # A worker killed while holding its gate never releases it.
+            if multiprocessing.connection.wait([worker.process.sentinel], 0):
+                return GONE
+        try:
+            cells = worker.cells
+            if cells[STARTED] < item.seq:
+                try:
+                    worker.conn.send_bytes(pickle.dumps(item.seq))
+                except OSError:
+                    return GONE
+                cells[CANCELS] += 1  # after the notice is written: the worker reads it
+                return SKIPPED
+            return RUNNING if cells[PROGRESS] == item.run_id + 1 else DONE
+        finally:
+            gate.release()
+
     # ---- under the lock ----------------------------------------------------------------
-    def _send(self, worker: _Worker, items: list[_Item]) -> bool:
-        """Send the runs of `items` that may still start; False if none could."""
+    def _send(self, worker: _Worker, items: list[_Item]) -> None:
         batch = []
-        if len(items) > 1 and not any(item.sent or item.attempt > 1 for item in items):
-            # A fresh batch (no timeouts in batches): one lock round-trip marks them all.
-            ready = {id(run) for run in _engine.mark_running_many([i.run for i in items])}
-            items = [item for item in items if id(item.run) in ready]
-        else:
-            items = [item for item in items if self._mark_running(item)]
         for item in items:
-            item.sent = True
-            key, data = item.fn
-            fn_bytes = None if key in worker.known else data
+            worker.sent += 1
+            item.seq = worker.sent
+            key, data, name = item.fn
+            fn_entry = None if key in worker.known else (name, data)
             worker.known.add(key)
-            batch.append((item.run_id, key, fn_bytes, item.call_bytes, item.is_async))
+            batch.append((item.run_id, key, fn_entry, item.call_bytes, item.is_async))
             worker.inflight.append(item)
-        if not batch:
-            return False
+            worker.unstarted.append(item)
+            self._sent[item.run] = (worker, item)
         try:
             worker.conn.send_bytes(pickle.dumps(batch, protocol=5))
         except OSError:
             _kill(worker)  # broken pipe: the reader will see it die and re-queue
-        return True
-
-    @staticmethod
-    def _mark_running(item: _Item) -> bool:
-        if item.sent or item.attempt > 1:  # re-sent after a death, or retried
-            return item.run.future._set_running(item.attempt)
-        return _engine.mark_running(item.run)  # arms the run's deadline, if any
+        if self._reader_sleeps:  # it must poll for the start of these runs
+            self._reader_sleeps = False
+            self._wake()
 
     def _feed_idle(self) -> None:
         while self._idle and self._queue:
             self._feed(self._idle.pop())
 
     def _feed(self, worker: _Worker) -> None:
-        """Give an idle worker its next batch, or park it."""
+        """Give an idle worker its next run (or a `.map` batch of them), or park it."""
         queue = self._queue
         while queue and not self._closing:
             first = queue.popleft()
+            if first.run.future._state._final:  # cancelled while queued
+                continue
             batch = [first]
-            if first.run.timeout is None:
+            if first.batchable:
                 limit = self._chunksize or min(
                     MAX_AUTO_CHUNK, 1 + len(queue) // (4 * self._max_workers)
                 )
-                while len(batch) < limit and queue and queue[0].run.timeout is None:
-                    batch.append(queue.popleft())
-            if self._send(worker, batch):
-                return
+                while len(batch) < limit and queue and queue[0].batchable:
+                    item = queue.popleft()
+                    if not item.run.future._state._final:
+                        batch.append(item)
+            self._send(worker, batch)
+            return
         self._idle.append(worker)
+
+    def _take_started(self) -> tuple[list[_Item], bool]:
+        """The sent runs whose worker has reached them since the last look, and
+        whether any sent run has still not started."""
+        started: list[_Item] = []
+        waiting = False
+        for worker in self._workers:
+            unstarted = worker.unstarted
+            if unstarted:
+                reached = worker.cells[STARTED]
+                while unstarted and unstarted[0].seq <= reached:
+                    started.append(unstarted.popleft())
+                waiting = waiting or bool(unstarted)
+        return started, waiting
 
     # ---- the reader thread ---------------------------------------------------------------
     def _serve(self) -> None:
-        wait = multiprocessing.connection.wait
         while True:
-            with self._lock:
-                if self._closing and not self._workers:
-                    break
-                spawn = 0
-                if self._queue and not self._idle and not self._closing:
-                    spawn = min(len(self._queue), self._max_workers - len(self._workers))
             try:
-                for _ in range(spawn):
-                    self._start_worker()
-            except Exception as exc:  # e.g. multiprocessing refuses to start processes
-                self._fail_queue(f"no worker process could be started: {type(exc).__name__}: {exc}")
+                if not self._serve_once():
+                    return
+            except BaseException as exc:  # a bug here must not leave runs Running for good
+                logger.exception("the process runner's I/O thread failed; failing its runs")
+                self._fail_all(exc)
+
+    def _serve_once(self) -> bool:
+        """Start workers, wait for something to happen, handle it; False when done."""
+        with self._lock:
+            if self._closing and not self._workers:
+                return False
+            spawn = 0
+            if self._queue and not self._idle and not self._closing:
+                spawn = min(len(self._queue), self._max_workers - len(self._workers))
+        try:
+            for _ in range(spawn):
+                self._start_worker()
+        except Exception as exc:  # e.g. multiprocessing refuses to start processes
+            self._fail_queue(f"no worker process could be started: {type(exc).__name__}: {exc}")
+        with self._lock:
+            started, waiting = self._take_started()
             watched: dict[Any, tuple[_Worker, bool]] = {}
-            for w in list(self._workers):
+            for w in self._workers:
                 watched[w.conn] = (w, False)
                 watched[w.process.sentinel] = (w, True)
-            for obj in wait([self._wake_r, *watched]):
-                if obj == self._wake_r:
-                    os.read(self._wake_r, 4096)
-                    continue
-                worker, is_sentinel = watched[obj]
-                if worker not in self._workers:
-                    continue  # already handled through its other handle
+            self._reader_sleeps = not waiting
+        self._mark_started(started)
+        ready = multiprocessing.connection.wait(
+            [self._wake_r, *watched], POLL_SECONDS if waiting else None
+        )
+        self._reader_sleeps = False
+        for obj in ready:
+            if obj == self._wake_r:
+                os.read(self._wake_r, 4096)
+                continue
+            worker, is_sentinel = watched[obj]
+            if worker not in self._workers:
+                continue  # already handled through its other handle
+            try:
                 if is_sentinel or not self._drain(worker):
                     self._on_death(worker)
+            except BaseException as exc:
+                logger.exception("the process runner's I/O thread failed on a worker")
+                self._fail_worker(worker, exc)
+        return True
+
+    @staticmethod
+    def _mark_started(items: list[_Item]) -> None:
+        """Report Running the runs a worker has reached (one lock round-trip for the
+        first attempts; a deadline is armed from here)."""
+        if not items:
+            return
+        plain = [i.run for i in items if not i.marked and i.attempt == 1 and i.run.timeout is None]
+        if plain:
+            _engine.mark_running_many(plain)
+        for item in items:
+            if item.marked or item.attempt > 1:  # re-sent after a death, or retried
+                item.run.future._set_running(item.attempt)
+            elif item.run.timeout is not None:
+                _engine.mark_running(item.run)  # arms the run's deadline
+            item.marked = True
 
     def _start_worker(self) -> None:
-        parent_end, child_end = self._context.Pipe(duplex=True)
-        alive_r, alive_w = self._context.Pipe(duplex=False)
-        progress = self._context.RawValue("Q", 0)
-        process = self._context.Process(
+        context = self._context
+        parent_end, child_end = context.Pipe(duplex=True)
+        alive_r, alive_w = context.Pipe(duplex=False)
+        for parent_side in (parent_end, alive_w):  # forked workers must not keep them open
+            multiprocessing.util.register_after_fork(parent_side, _close_in_child)
+        cells = context.RawArray("Q", 3)
+        gate = context.Lock()
+        process = context.Process(
             target=worker_main,
-            args=(child_end, alive_r, progress),
+            args=(child_end, alive_r, cells, gate),
             name=f"{self._name}-worker-{next(self._worker_ids)}",
             daemon=True,
         )
-        process.start()
-        child_end.close()
-        alive_r.close()
-        worker = _Worker(process, parent_end, alive_w, progress)
+        try:
+            process.start()
+        finally:
+            child_end.close()
+            alive_r.close()
+        worker = _Worker(process, parent_end, alive_w, cells, gate)
         with self._lock:
             self._workers.append(worker)
-            self._feed(worker)
+            if self._closing:  # shutdown began while it started: it missed the stop
+                _stop(worker)
+            else:
+                self._feed(worker)
 
     def _drain(self, worker: _Worker) -> bool:
         """Read every result the worker has sent; False once its pipe is closed."""
@@ -295,24 +470,31 @@ class ProcessPool:
 
     def _on_result(self, worker: _Worker, data: bytes) -> None:
         worker.reported = True
-        results = pickle.loads(data)
+        results = pickle.loads(data)  # plain tuples: the values are still bytes
         with self._lock:
             items = [worker.inflight.popleft() for _ in results]
+            last = items[-1].seq
+            unstarted = worker.unstarted
+            while unstarted and unstarted[0].seq <= last:
+                unstarted.popleft()  # finished before anyone saw it start
+            sent = self._sent
+            for item in items:
+                sent.pop(item.run, None)
             if not worker.inflight and worker in self._workers:
                 self._feed(worker)
         for item, (run_id, kind, payload) in zip(items, results, strict=True):
             assert item.run_id == run_id, (item.run_id, run_id)
-            self._finish(item, kind, payload)
+            _guarded(item.run, self._finish, item, kind, payload)
 
     def _finish(self, item: _Item, kind: int, payload: bytes) -> None:
         run = item.run
-        if run.cancel_reason == "cancelled":
+        if kind == KIND_SKIPPED or run.cancel_reason == "cancelled":
             _engine.cancelled(run)
             return
         if kind == KIND_OK:
             try:
                 value = pickle.loads(payload)
-            except Exception as exc:
+            except BaseException as exc:  # a reducer may raise anything, even SystemExit
                 err = SerializationError(
                     f"task {run.future.name!r}: its result could not be unpickled in the "
                     f"parent process: {type(exc).__name__}: {exc}"
@@ -323,7 +505,7 @@ class ProcessPool:
             return
         try:
             error, text = pickle.loads(payload)
-        except Exception as exc:  # the worker checked the round trip; this parent differs
+        except BaseException as exc:  # the worker checked the round trip; this parent differs
             error, text = (
                 SerializationError(
                     f"task {run.future.name!r} failed, and its exception could not be "
@@ -332,9 +514,15 @@ class ProcessPool:
                 "",
             )
         error.__cause__ = RemoteTraceback(text)
+        self._retry_or_end(item, error, _engine.failure_state(error, item.attempt))
+
+    def _retry_or_end(self, item: _Item, error: BaseException, final: State) -> None:
+        """After a failed or crashed attempt: queue another one if the task's retry
+        policy says so (the engine's rule, as for every runner), else end with `final`."""
+        run = item.run
         delay = _engine.retry_delay(run, error, item.attempt)
         if delay is None:
-            _engine.complete(run, _engine.failure_state(error, item.attempt), None, error)
+            _engine.complete(run, final, None, error)
             return
         item.attempt += 1
         if delay:
@@ -343,46 +531,92 @@ class ProcessPool:
         else:
             self._enqueue([item], front=True)
 
-    def _on_death(self, worker: _Worker) -> None:
-        self._drain(worker)  # results it sent before dying still count
+    def _forget_worker(self, worker: _Worker) -> list[_Item]:
+        """Under the lock: drop a dead worker; returns the runs it held."""
+        self._workers.remove(worker)
+        if worker in self._idle:
+            self._idle.remove(worker)
+        items = list(worker.inflight)
+        worker.inflight.clear()
+        worker.unstarted.clear()
+        for item in items:
+            self._sent.pop(item.run, None)
+        return items
+
+    def _close_worker(self, worker: _Worker) -> tuple[int | None, int | None]:
         process = worker.process
         process.join()
         pid, code = process.pid, process.exitcode
         process.close()
-        running_id = worker.progress.value - 1
+        worker.conn.close()
+        worker.alive.close()
+        return pid, code
+
+    def _on_death(self, worker: _Worker) -> None:
+        self._drain(worker)  # results it sent before dying still count
+        running_id = worker.cells[PROGRESS] - 1
         with self._lock:
-            self._workers.remove(worker)
-            if worker in self._idle:
-                self._idle.remove(worker)
-            items = list(worker.inflight)
-            worker.inflight.clear()
+            items = self._forget_worker(worker)
             crashed = next((item for item in items if item.run_id == running_id), None)
             # The rest of its batch goes first to the next worker (including calls that
             # finished but whose results died with it: they run again).
             self._queue.extendleft(reversed([item for item in items if item is not crashed]))
             self._feed_idle()
-        worker.conn.close()
-        worker.alive.close()
-        if worker.reported or running_id >= 0 or worker.killed or self._closing:
-            self._failed_starts = 0
-        else:
-            self._failed_starts += 1
-            if self._failed_starts >= MAX_FAILED_STARTS:
-                self._failed_starts = 0
-                self._fail_queue(
-                    f"worker processes exit before running anything ({_describe_exit(pid, code)}"
-                    f", {MAX_FAILED_STARTS} times in a row). Workers import the main module: "
-                    "a script that runs flows when imported must guard them with "
-                    "`if __name__ == '__main__':`"
-                )
+        pid, code = self._close_worker(worker)
+        self._count_failed_start(worker, running_id, pid, code)
         if crashed is None:
             return
-        run = crashed.run
+        _guarded(crashed.run, self._on_crash, crashed, _describe_exit(pid, code))
+
+    def _on_crash(self, item: _Item, how: str) -> None:
+        run = item.run
         if run.cancel_reason == "cancelled":
             _engine.cancelled(run)
         elif not run.future._state._final:
-            err = TaskCrashed(f"task {run.future.name!r} crashed: {_describe_exit(pid, code)}")
-            _engine.complete(run, State(StateType.CRASHED, message=str(err)), None, err)
+            err = TaskCrashed(f"task {run.future.name!r} crashed: {how}")
+            final = State(StateType.CRASHED, message=str(err), attempts=item.attempt)
+            self._retry_or_end(item, err, final)
+
+    def _count_failed_start(
+        self, worker: _Worker, running_id: int, pid: int | None, code: int | None
+    ) -> None:
+        if worker.reported or running_id >= 0 or worker.killed or self._closing:
+            self._failed_starts = 0
+            return
+        self._failed_starts += 1
+        if self._failed_starts >= MAX_FAILED_STARTS:
+            self._failed_starts = 0
+            self._fail_queue(
+                f"worker processes exit before running anything ({_describe_exit(pid, code)}"
+                f", {MAX_FAILED_STARTS} times in a row). Workers import the main module: "
+                "a script that runs flows when imported must guard them with "
+                "`if __name__ == '__main__':`"
+            )
+
+    def _fail_worker(self, worker: _Worker, exc: BaseException) -> None:
+        """The reader failed while handling `worker`: end its runs CRASHED, drop it."""
+        _kill(worker)
+        with self._lock:
+            items = self._forget_worker(worker) if worker in self._workers else []
+            self._feed_idle()
+        try:
+            self._close_worker(worker)
+        except Exception:  # already closed by the handler that failed
+            pass
+        for item in items:
+            _engine.crashed(item.run, exc)
+
+    def _fail_all(self, exc: BaseException) -> None:
+        """The reader failed outside any one worker: end every run CRASHED, kill every
+        worker (the pool starts new ones for later runs)."""
+        with self._lock:
+            workers = list(self._workers)
+            items = list(self._queue)
+            self._queue.clear()
+        for worker in workers:
+            self._fail_worker(worker, exc)
+        for item in items:
+            _engine.crashed(item.run, exc)
 
     def _fail_queue(self, why: str) -> None:
         """End every queued run CRASHED: workers cannot be started (reader thread)."""
@@ -400,23 +634,24 @@ class ProcessPool:
         with self._lock:
             self._closing = True
             workers = list(self._workers)
-            for item in self._queue:
-                _engine.cancelled(item.run, "cancelled: its runner shut down before it started")
+            queued = list(self._queue)
             self._queue.clear()
+        for item in queued:
+            _engine.cancelled(item.run, "cancelled: its runner shut down before it started")
         for w in workers:
             if kill:
                 _kill(w)
             else:
-                try:
-                    w.conn.send_bytes(b"")
-                except OSError:
-                    _kill(w)
+                _stop(w)
         self._wake()
         self._reader.join(timeout)
         if self._reader.is_alive():  # a worker ignored the stop: it is killed
+            with self._lock:
+                workers = list(self._workers)
             for w in workers:
                 _kill(w)
             self._reader.join()
+        self._wake_open = False  # first: a process forked now must not close them
         os.close(self._wake_r)
         os.close(self._wake_w)
 
@@ -430,6 +665,23 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return f'\n"""\n{self.text}"""'
+
+
+def _guarded(run: _engine.Run, settle: Any, *args: Any) -> None:
+    """Call `settle(*args)`, which ends `run` or queues its retry; if it raises (a
+    reducer or a done callback raising even SystemExit), `run` ends CRASHED."""
+    try:
+        settle(*args)
+    except BaseException as exc:
+        logger.exception("finishing task %r failed", run.future.name)
+        _engine.crashed(run, exc)
+
+
+def _stop(worker: _Worker) -> None:
+    try:
+        worker.conn.send_bytes(b"")  # it exits once its batch is done
+    except OSError:
+        _kill(worker)
 
 
 def _kill(worker: _Worker) -> None:
