@@ -16,6 +16,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -53,6 +54,15 @@ logger = logging.getLogger("asyncflow")
 _get_running_loop = asyncio._get_running_loop
 
 _resolver: Resolver[TaskFuture[Any]] = Resolver()
+
+
+def _after_fork_in_child() -> None:
+    global _resolver
+    _resolver = Resolver()  # the parent's runs do not exist in a forked child
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class RunOwner(Protocol):
