@@ -624,3 +624,176 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
     proc.kill()
     proc.communicate(timeout=10)
     assert wait_gone(workers) == set()
+
+
+# ---- issue 11: batching only for .map, Running only once started, clean cancels -------
+
+
+def wait_for_path(path: Path, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{path.name} did not appear within {timeout} s")
+        time.sleep(0.005)  # polling the file system, bounded
+
+
+def wait_for_state(fut: Any, name: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while fut.state.name != name:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{fut!r} is {fut.state.name}, not {name}, after {timeout} s")
+        time.sleep(0.005)  # the reader thread polls workers for starts: bounded
+
+
+@task
+def hold(directory: str, name: str) -> str:
+    """Marks `<name>.started`, then waits for `release` to exist."""
+    base = Path(directory)
+    (base / f"{name}.started").write_text(str(os.getpid()))
+    while not (base / "release").exists():
+        time.sleep(0.005)  # released by the test
+    return name
+
+
+def test_submitted_runs_run_at_once_on_separate_workers(tmp_path: Path) -> None:
+    with ProcessPoolTaskRunner(max_workers=2) as runner:
+        first = runner.submit(hold, {"directory": str(tmp_path), "name": "a"})
+        second = runner.submit(hold, {"directory": str(tmp_path), "name": "b"})
+        # Both start while the other still holds: they were not batched together.
+        wait_for_path(tmp_path / "a.started")
+        wait_for_path(tmp_path / "b.started")
+        wait_for_state(first, "Running")  # reported by the reader's next poll
+        wait_for_state(second, "Running")
+        (tmp_path / "release").touch()
+        assert [first.result(), second.result()] == ["a", "b"]
+    assert (tmp_path / "a.started").read_text() != (tmp_path / "b.started").read_text()
+
+
+def test_a_run_waiting_in_a_map_batch_is_pending_and_cancels_alone(tmp_path: Path) -> None:
+    with ProcessPoolTaskRunner(max_workers=1, chunksize=3) as runner:
+        futures = runner.map(hold, {"directory": str(tmp_path), "name": ["a", "b", "c"]})
+        wait_for_path(tmp_path / "a.started")
+        wait_for_state(futures[0], "Running")
+        assert [f.state.name for f in futures[1:]] == ["Pending", "Pending"]
+        pid = int((tmp_path / "a.started").read_text())
+        assert futures[1].cancel() is True
+        assert futures[1].state.is_cancelled()
+        (tmp_path / "release").touch()
+        assert futures[0].result() == "a"  # the run beside it was not touched
+        assert futures[2].result() == "c"
+        assert int((tmp_path / "c.started").read_text()) == pid  # same worker, not killed
+    assert not (tmp_path / "b.started").exists()  # the cancelled run never executed
+
+
+def test_cancel_all_and_a_raising_block_cancel_runs_waiting_in_a_batch(tmp_path: Path) -> None:
+    with ProcessPoolTaskRunner(max_workers=1, chunksize=4) as runner:
+        futures = runner.map(hold, {"directory": str(tmp_path), "name": ["a", "b", "c", "d"]})
+        wait_for_path(tmp_path / "a.started")
+        wait_for_state(futures[0], "Running")  # else it is Pending, and cancelled too
+        assert runner.cancel_all() == 3
+        (tmp_path / "release").touch()
+        assert futures[0].result() == "a"
+    assert [f.state.name for f in futures[1:]] == ["Cancelled"] * 3
+    assert not any((tmp_path / f"{n}.started").exists() for n in "bcd")
+
+    (tmp_path / "release").unlink()
+    with (  # noqa: PT012  (the runner's block itself must raise)
+        pytest.raises(ValueError, match="body"),
+        ProcessPoolTaskRunner(max_workers=1, chunksize=3) as runner,
+    ):
+        futures = runner.map(hold, {"directory": str(tmp_path), "name": ["e", "f", "g"]})
+        wait_for_path(tmp_path / "e.started")
+        raise ValueError("the body fails")
+    assert [f.state.name for f in futures] == ["Cancelled"] * 3  # the running one killed
+    assert not any((tmp_path / f"{n}.started").exists() for n in "fg")
+
+
+# ---- issue 11: a crash is retried like a failure ---------------------------------------
+
+
+@task
+def crash_first_time(counter: str) -> int:
+    path = Path(counter)
+    attempts = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(attempts))
+    if attempts == 1:
+        os._exit(9)
+    return attempts
+
+
+def _never_crashes_again(task: Any, exc: BaseException) -> bool:
+    return not isinstance(exc, TaskCrashed)
+
+
+def test_a_crashed_process_run_is_retried_on_another_worker(tmp_path: Path) -> None:
+    with ProcessPoolTaskRunner(max_workers=1) as runner:
+        retried = runner.submit(
+            crash_first_time.with_options(retries=1), {"counter": str(tmp_path / "a")}
+        )
+        assert retried.result() == 2
+        assert retried.state.attempts == 2
+
+        once = runner.submit(crash_first_time, {"counter": str(tmp_path / "b")})
+        with pytest.raises(TaskCrashed, match=r"'crash_first_time'.*exited with code 9"):
+            once.result()
+        assert once.state.is_crashed()
+        assert once.state.attempts == 1
+
+        refused = crash_first_time.with_options(retries=3, retry_condition_fn=_never_crashes_again)
+        fut = runner.submit(refused, {"counter": str(tmp_path / "c")})
+        assert isinstance(fut.exception(), TaskCrashed)
+        assert fut.state.is_crashed()
+        assert fut.state.attempts == 1
+
+        always = exit_hard.with_options(retries=2)
+        fut = runner.submit(always, {"code": 4})
+        assert isinstance(fut.exception(), TaskCrashed)
+        assert fut.state.is_crashed()
+        assert fut.state.attempts == 3
+
+
+# ---- issue 11: every SerializationError names the task ---------------------------------
+
+PARENT_PID = os.getpid()
+
+
+def _fails_outside_the_parent(parent: int) -> Any:
+    if os.getpid() != parent:
+        raise LookupError("this value cannot be rebuilt in a worker")
+    return "rebuilt"
+
+
+class LoadsOnlyInParent:
+    def __reduce__(self) -> Any:
+        return (_fails_outside_the_parent, (PARENT_PID,))
+
+
+class CallableLoadsOnlyInParent:
+    __name__ = "callable_loads_only_in_parent"
+
+    def __call__(self) -> int:
+        return 1
+
+    def __reduce__(self) -> Any:
+        return (_fails_outside_the_parent, (PARENT_PID,))
+
+
+def test_serialization_errors_in_the_worker_name_the_task() -> None:
+    with ProcessPoolTaskRunner(max_workers=1) as runner:
+        bad_result = runner.submit(make_unpicklable, {})
+        with pytest.raises(
+            SerializationError, match=r"task 'make_unpicklable': its result, of type Unpicklable"
+        ):
+            bad_result.result()
+        bad_arg = runner.submit(echo, {"x": LoadsOnlyInParent()})
+        with pytest.raises(
+            SerializationError, match=r"task 'echo': its arguments could not be unpickled.*Lookup"
+        ):
+            bad_arg.result()
+        bad_fn = task(CallableLoadsOnlyInParent(), name="loads-only-in-parent")
+        with pytest.raises(
+            SerializationError,
+            match=r"task 'loads-only-in-parent': its function could not be unpickled.*Lookup",
+        ):
+            runner.submit(bad_fn, {}).result()
+        assert runner.submit(square, {"x": 3}).result() == 9

@@ -4,6 +4,7 @@ whether this thread is a pool worker that must be compensated when it blocks."""
 from __future__ import annotations
 
 import contextvars
+import os
 import threading
 from typing import Any, Protocol
 
@@ -37,6 +38,15 @@ class BlockingAware(Protocol):
 
 
 _tls = threading.local()
+
+
+def _after_fork_in_child() -> None:
+    global _tls
+    _tls = threading.local()  # the parent's worker pools do not exist in a forked child
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def set_worker_pool(pool: BlockingAware | None) -> None:

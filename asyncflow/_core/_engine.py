@@ -29,6 +29,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -72,6 +73,15 @@ _FINAL = Phase.FINAL
 _PENDING = Phase.PENDING
 
 _resolver: Resolver[TaskFuture[Any]] = Resolver()
+
+
+def _after_fork_in_child() -> None:
+    global _resolver
+    _resolver = Resolver()  # the parent's runs do not exist in a forked child
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Run(Attempts):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -47,6 +48,9 @@ logger = logging.getLogger("asyncflow")
 # Critical sections are a few attribute writes, so contention stays negligible, and a
 # single lock makes "final?" and "has dependents?" one atomic fact.
 LOCK = threading.Lock()
+if hasattr(os, "register_at_fork"):  # a forked child must not inherit it held
+    # `_at_fork_reinit` is private (concurrent.futures uses it too); typeshed omits it.
+    os.register_at_fork(after_in_child=LOCK._at_fork_reinit)  # type: ignore[attr-defined]
 
 _get_running_loop = asyncio._get_running_loop  # C function; no exception when none runs
 

@@ -10,11 +10,17 @@
 - A worker that dies (segfault, `os._exit`, SIGKILL, out of memory) fails only the run
   it was executing: CRASHED, with `exceptions.TaskCrashed` naming the task and the exit
   code or signal. The worker is replaced; everything else runs on.
-- Many small runs queued at once (`.map`) go to workers in batches, sized from the
-  queue length (`chunksize=` fixes the size); each keeps its own future and state.
-- A timed-out or cancelled running task has its worker killed (and replaced).
+  A crash is retried like a failure (on another worker) when the task has retries
+  and its `retry_condition_fn` does not refuse `TaskCrashed`.
+- The runs of a `.map` go to workers in batches, sized from the queue length
+  (`chunksize=` fixes the size); each keeps its own future and state. A `.submit()`
+  goes alone to an idle worker. A run turns Running when its worker starts it.
+- A run cancelled before it started never runs (its worker skips it); a timed-out or
+  cancelled running task has its worker killed (and replaced).
 - Workers start with "forkserver" where available (safe beside the engine's threads,
-  and quick once the server runs), else "spawn"; `mp_context=` overrides. As with
+  and quick once the server runs), else "spawn"; `mp_context=` overrides ("fork"
+  beside running threads warns: a thread holding a lock at fork time can hang the
+  worker; asyncflow resets its own locks in forked children). As with
   `concurrent.futures`, a script must guard its entry point with
   `if __name__ == "__main__":`, since workers import the main module.
 - Tasks that submit tasks inside a worker use that worker's own default thread runner
@@ -24,9 +30,12 @@
 from __future__ import annotations
 
 import os
+import threading
+import warnings
 from typing import TYPE_CHECKING
 
 from .._core import _engine
+from .._core._states import StateType
 from ..settings import get_settings
 from ._base import TaskRunner, check_max_workers
 
@@ -101,6 +110,8 @@ class ProcessPoolTaskRunner(TaskRunner):
         from ._process_pool import ProcessPool, default_context
 
         context = self._mp_context or default_context()
+        if context.get_start_method() == "fork":
+            _warn_if_threads()
         self._pool = ProcessPool(self._max_workers, context, self._chunksize, "asyncflow-process")
 
     def _stop_resources(self) -> None:
@@ -133,3 +144,22 @@ class ProcessPoolTaskRunner(TaskRunner):
         pool = self._pool
         if pool is not None:
             pool.stop_running(run)
+
+    def release_run(self, run: _engine.Run) -> None:
+        super().release_run(run)
+        # Cancelled while Pending: it may sit in a worker's batch, which must skip it.
+        if run.future._state.type is StateType.CANCELLED and self._pool is not None:
+            self._pool.forget(run)
+
+
+def _warn_if_threads() -> None:
+    others = threading.active_count() - 1
+    if others > 0:
+        warnings.warn(
+            f'ProcessPoolTaskRunner(mp_context="fork") starts while {others} other '
+            f"thread{'s' if others > 1 else ''} run in this process: a forked worker "
+            "copies whatever locks they hold, and one held at that moment hangs the "
+            'worker for good. Use mp_context="forkserver" (the default) or "spawn".',
+            RuntimeWarning,
+            stacklevel=4,  # the `with` / `async with` (or flow call) that started it
+        )

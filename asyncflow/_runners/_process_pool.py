@@ -2,27 +2,43 @@
 
 Why not `concurrent.futures.ProcessPoolExecutor` (or loky): when one of its workers
 dies, the whole executor breaks (or restarts) and every pending future fails. Here each
-worker has its own pipe and a shared `progress` cell holding the id of the call it is
-running, so a death is charged to that one call; its batch-mates are re-queued, a
-replacement worker is started, and every other run goes on.
+worker has its own pipe and shared cells (see `_process_worker`): `PROGRESS` holds the
+id of the call it is running, so a death is charged to that one call; its batch-mates
+are re-queued, a replacement worker is started, and every other run goes on. A crashed
+call is retried, on another worker, as the task's retry policy says of `TaskCrashed`.
+
+Batching: only the runs a `.map` hands over at once (`begin_batch` / `end_batch`) are
+sent to a worker several to a message; a `.submit()` goes alone to an idle worker, so
+N workers run N submitted runs at once. A run sent to a worker is still Pending: it
+turns Running once the worker's `STARTED` cell passes it (the reader thread polls the
+cells while any sent run has not started), so a run waiting in a batch can be
+cancelled without touching another: the worker is told to skip it (`_withdraw`).
 
 Threads: runs are handed over from whichever thread starts them (the submitter, or
 the thread that completed their last upstream); one reader thread per pool,
-"asyncflow-process-io", receives results, notices deaths, starts workers and feeds
-idle ones. A worker is only sent work when it is idle (all its results read), so
-neither side can block the other on a full pipe.
+"asyncflow-process-io", receives results, notices deaths, starts workers, feeds idle
+ones and polls for starts. A worker is only sent work when it is idle (all its
+results read), so neither side can block the other on a full pipe. The reader never
+dies of an unexpected error: the runs it was handling fail (CRASHED), the rest go on.
+
+Forked workers (`mp_context="fork"`) close the parent's ends of every worker's pipes
+they inherit (`register_after_fork`), so each worker's `alive` pipe closes when the
+parent dies, whatever the start method.
 """
 
 from __future__ import annotations
 
 import collections
 import itertools
+import logging
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.util
 import os
 import pickle
 import signal
 import threading
+from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import Any
 
@@ -30,41 +46,91 @@ from .._core import _engine
 from .._core._exceptions import SerializationError, TaskCrashed
 from .._core._states import State, StateType
 from ._by_name import task_function_ref
-from ._process_worker import KIND_OK, dumps, worker_main
+from ._process_worker import (
+    CANCELS,
+    KIND_OK,
+    KIND_SKIPPED,
+    PROGRESS,
+    STARTED,
+    dumps,
+    worker_main,
+)
 
 __all__ = ("ProcessPool",)
 
+logger = logging.getLogger("asyncflow")
+
 MAX_AUTO_CHUNK = 256
 MAX_FAILED_STARTS = 3  # workers dying before any call, in a row: stop and say why
+POLL_SECONDS = 0.005  # how soon a started run is reported Running
+GATE_CHECK_SECONDS = 0.05  # how often a wait on a worker's gate checks that it lives
+
+# What `_withdraw` found: the call will be skipped, runs now, already ran, or the
+# worker is gone.
+SKIPPED, RUNNING, DONE, GONE = range(4)
 
 
 class _Item:
     """One run on its way to a worker."""
 
-    __slots__ = ("attempt", "call_bytes", "fn", "is_async", "run", "run_id", "sent")
+    __slots__ = (
+        "attempt",
+        "batchable",
+        "call_bytes",
+        "fn",
+        "is_async",
+        "marked",
+        "run",
+        "run_id",
+        "seq",
+    )
 
-    def __init__(self, run: _engine.Run, run_id: int, fn: tuple[int, bytes], call: bytes) -> None:
+    def __init__(
+        self,
+        run: _engine.Run,
+        run_id: int,
+        fn: tuple[int, bytes, str],
+        call: bytes,
+        batchable: bool,
+    ) -> None:
         self.run = run
         self.run_id = run_id
-        self.fn = fn  # (key, pickled function)
+        self.fn = fn  # (key, pickled function, task name)
         self.call_bytes = call
         self.is_async = run.call.is_async
-        self.attempt = 0  # the attempt it was last sent for
-        self.sent = False
+        self.batchable = batchable  # part of a `.map`: may share a message
+        self.attempt = 0  # the attempt it was last begun for (0: not yet)
+        self.marked = False  # reported Running for its current attempt
+        self.seq = 0  # its number among the calls sent to its worker (from 1)
 
 
 class _Worker:
-    __slots__ = ("alive", "conn", "inflight", "killed", "known", "process", "progress", "reported")
+    __slots__ = (
+        "alive",
+        "cells",
+        "conn",
+        "gate",
+        "inflight",
+        "killed",
+        "known",
+        "process",
+        "reported",
+        "sent",
+        "unstarted",
+    )
 
-    def __init__(self, process: Any, conn: Any, alive: Any, progress: Any) -> None:
+    def __init__(self, process: Any, conn: Connection, alive: Connection, cells: Any, gate: Any):
         self.process = process
-        self.progress = progress  # shared cell: 1 + id of the call running, or 0
+        self.cells = cells  # shared: PROGRESS, STARTED, CANCELS (see _process_worker)
+        self.gate = gate  # shared lock: deciding "skip or start" for the next call
         self.reported = False  # it sent a result: it started properly
         self.killed = False  # we killed it (cancel, timeout, shutdown)
         self.conn = conn  # duplex pipe to the worker
         self.alive = alive  # never written: the worker exits when it closes
-        self.inflight: collections.deque[_Item] = collections.deque()
+        self.inflight: collections.deque[_Item] = collections.deque()  # sent, no result
+        self.unstarted: collections.deque[_Item] = collections.deque()  # sent, not seen start
         self.known: set[int] = set()  # function keys this worker has loaded
+        self.sent = 0  # calls sent so far: the next one's `seq` is this + 1
 
 
 def _describe_exit(pid: int | None, code: int | None) -> str:
@@ -77,6 +143,10 @@ def _describe_exit(pid: int | None, code: int | None) -> str:
     return f"its worker process (pid {pid}) exited with code {code}"
 
 
+def _close_in_child(conn: Connection) -> None:
+    conn.close()  # a forked worker's copy of a parent-side pipe end
+
+
 class ProcessPool:
     """Up to `max_workers` worker processes fed from one queue of runs."""
 
@@ -84,23 +154,32 @@ class ProcessPool:
         self, max_workers: int, context: BaseContext, chunksize: int | None, name: str
     ) -> None:
         self._max_workers = max_workers
-        self._context: Any = context  # typeshed's BaseContext lacks Process/Pipe/RawValue
+        self._context: Any = context  # typeshed's BaseContext lacks Process/Pipe/RawArray
         self._chunksize = chunksize
         self._name = name
         self._lock = threading.Lock()
         self._queue: collections.deque[_Item] = collections.deque()
         self._workers: list[_Worker] = []
         self._idle: list[_Worker] = []
-        self._functions: dict[Any, tuple[int, bytes]] = {}
+        self._sent: dict[_engine.Run, tuple[_Worker, _Item]] = {}  # runs awaiting a result
+        self._functions: dict[Any, tuple[int, bytes, str]] = {}
         self._ids = itertools.count()
         self._worker_ids = itertools.count(1)
         self._closing = False
         self._failed_starts = 0
+        self._reader_sleeps = False  # waiting with no poll timeout: wake it to poll
         self._held = threading.local()  # runs a `.map` holds until it has made them all
         self._wake_r, self._wake_w = os.pipe()
+        self._wake_open = True
         os.set_blocking(self._wake_w, False)
+        multiprocessing.util.register_after_fork(self, ProcessPool._close_wake_in_child)
         self._reader = threading.Thread(target=self._serve, name=f"{name}-io", daemon=True)
         self._reader.start()
+
+    def _close_wake_in_child(self) -> None:
+        if self._wake_open:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     # ---- handing runs over (any thread) --------------------------------------------------
     def submit(self, run: _engine.Run) -> None:
@@ -109,13 +188,13 @@ class ProcessPool:
         task = call.task
         try:
             fn = self._function(task)
-            _, args, kwargs = call.parts()
-            call_bytes = _encode_call(task.name, args, kwargs)
+            call_bytes = _encode_call(call)
         except SerializationError as exc:
             _engine.complete(run, State(StateType.FAILED, message=str(exc)), None, exc)
             return
-        item = _Item(run, next(self._ids), fn, call_bytes)
         held = getattr(self._held, "items", None)
+        batchable = held is not None and run.timeout is None  # deadlines are per message
+        item = _Item(run, next(self._ids), fn, call_bytes, batchable)
         if held is not None:
             held.append(item)  # a map is submitting: handed over at once in end_batch
         else:
@@ -123,7 +202,8 @@ class ProcessPool:
 
     def begin_batch(self) -> bool:
         """Hold the runs this thread hands over until `end_batch` (one lock round-trip
-        for a whole `.map`). False if this thread already holds a batch."""
+        for a whole `.map`, whose runs may then share messages). False if this thread
+        already holds a batch."""
         if getattr(self._held, "items", None) is not None:
             return False
         self._held.items = []
@@ -134,7 +214,7 @@ class ProcessPool:
         if items:
             self._enqueue(items)
 
-    def _function(self, task: Any) -> tuple[int, bytes]:
+    def _function(self, task: Any) -> tuple[int, bytes, str]:
         fn = self._functions.get(task)
         if fn is None:
             try:
@@ -144,7 +224,7 @@ class ProcessPool:
                     f"task {task.name!r}: its function cannot be pickled to send it to a "
                     f"worker process: {type(exc).__name__}: {exc}"
                 ) from exc
-            fn = self._functions[task] = (len(self._functions), data)
+            fn = self._functions[task] = (len(self._functions), data, task.name)
         return fn
 
     def _enqueue(self, items: list[_Item], front: bool = False) -> None:
@@ -168,123 +248,207 @@ class ProcessPool:
         except BlockingIOError:  # the pipe is full: the reader will wake anyway
             pass
 
-    def _holder(self, run: _engine.Run) -> _Worker | None:
-        with self._lock:
-            return next(
-                (w for w in self._workers if any(item.run is run for item in w.inflight)), None
-            )
-
+    # ---- cancelling (any thread) ---------------------------------------------------------
     def holds(self, run: _engine.Run) -> bool:
-        """Is `run` on a worker (so that killing the worker stops it)?"""
-        return self._holder(run) is not None
+        """Is `run` on a worker (sent, maybe started)? Then `stop_running` can stop it."""
+        return run in self._sent
 
     def stop_running(self, run: _engine.Run) -> None:
-        """Kill the worker that holds `run` (it is replaced; the rest of its batch goes
-        to another worker); its death is then reported as the run's outcome."""
-        target = self._holder(run)
-        if target is not None:
-            _kill(target)
+        """Stop a run that started: skipped if its worker has not reached it after all,
+        else that worker is killed (and replaced; the rest of its batch goes to another
+        worker). The outcome then reported ends the run as the core decided."""
+        with self._lock:
+            held = self._sent.get(run)
+            found = GONE if held is None else self._withdraw(*held)
+        if found == RUNNING:
+            assert held is not None
+            _kill(held[0])  # the reader sees it die and reports the crash
+        elif found == SKIPPED:  # nothing will come back for it: say so now
+            run.report_crash(TaskCrashed(f"task {run.name!r} was stopped before it ran"))
+        # DONE: its result is on the way; GONE: its worker's death is (or was) reported.
+
+    def forget(self, run: _engine.Run) -> None:
+        """`run` ended CANCELLED while Pending: make sure it never runs. Queued, it is
+        dropped when fed; sent, its worker skips it; if it started since the last poll,
+        its worker is killed (its late outcome is dropped: the run is final)."""
+        with self._lock:
+            held = self._sent.get(run)
+            if held is None:
+                return
+            found = self._withdraw(*held)
+        if found == RUNNING:
+            _kill(held[0])
+
+    def _withdraw(self, worker: _Worker, item: _Item) -> int:
+        """Under the lock: tell `worker` to skip `item` unless it started already."""
+        gate = worker.gate
+        while not gate.acquire(timeout=GATE_CHECK_SECONDS):
+            # A worker killed while holding its gate never releases it.
+            if multiprocessing.connection.wait([worker.process.sentinel], 0):
+                return GONE
+        try:
+            cells = worker.cells
+            if cells[STARTED] < item.seq:
+                try:
+                    worker.conn.send_bytes(pickle.dumps(item.seq))
+                except OSError:
+                    return GONE
+                cells[CANCELS] += 1  # after the notice is written: the worker reads it
+                return SKIPPED
+            return RUNNING if cells[PROGRESS] == item.run_id + 1 else DONE
+        finally:
+            gate.release()
 
     # ---- under the lock ----------------------------------------------------------------
-    def _send(self, worker: _Worker, items: list[_Item]) -> bool:
-        """Send the runs of `items` that may still start; False if none could."""
+    def _send(self, worker: _Worker, items: list[_Item]) -> None:
         batch = []
-        if len(items) > 1 and not any(item.sent or item.attempt for item in items):
-            # A fresh batch (no timeouts in batches): one lock round-trip marks them all.
-            ready = {id(run) for run in _engine.begin_many([i.run for i in items])}
-            items = [item for item in items if id(item.run) in ready]
-            for item in items:
-                item.attempt = 1
-        else:
-            items = [item for item in items if self._begin(item)]
         for item in items:
-            item.sent = True
-            key, data = item.fn
-            fn_bytes = None if key in worker.known else data
+            worker.sent += 1
+            item.seq = worker.sent
+            key, data, name = item.fn
+            fn_entry = None if key in worker.known else (name, data)
             worker.known.add(key)
-            batch.append((item.run_id, key, fn_bytes, item.call_bytes, item.is_async))
+            batch.append((item.run_id, key, fn_entry, item.call_bytes, item.is_async))
             worker.inflight.append(item)
-        if not batch:
-            return False
+            worker.unstarted.append(item)
+            self._sent[item.run] = (worker, item)
         try:
             worker.conn.send_bytes(pickle.dumps(batch, protocol=5))
         except OSError:
             _kill(worker)  # broken pipe: the reader will see it die and re-queue
-        return True
-
-    @staticmethod
-    def _begin(item: _Item) -> bool:
-        if item.sent:  # re-sent after its worker died running another call
-            return not item.run.future._state._final
-        item.attempt = _engine.begin(item.run)  # arms the run's deadline at attempt 1
-        return item.attempt > 0
+        if self._reader_sleeps:  # it must poll for the start of these runs
+            self._reader_sleeps = False
+            self._wake()
 
     def _feed_idle(self) -> None:
         while self._idle and self._queue:
             self._feed(self._idle.pop())
 
     def _feed(self, worker: _Worker) -> None:
-        """Give an idle worker its next batch, or park it."""
+        """Give an idle worker its next run (or a `.map` batch of them), or park it."""
         queue = self._queue
         while queue and not self._closing:
             first = queue.popleft()
+            if first.run.future._state._final:  # cancelled while queued
+                continue
             batch = [first]
-            if first.run.timeout is None:
+            if first.batchable:
                 limit = self._chunksize or min(
                     MAX_AUTO_CHUNK, 1 + len(queue) // (4 * self._max_workers)
                 )
-                while len(batch) < limit and queue and queue[0].run.timeout is None:
-                    batch.append(queue.popleft())
-            if self._send(worker, batch):
-                return
+                while len(batch) < limit and queue and queue[0].batchable:
+                    item = queue.popleft()
+                    if not item.run.future._state._final:
+                        batch.append(item)
+            self._send(worker, batch)
+            return
         self._idle.append(worker)
+
+    def _take_started(self) -> tuple[list[_Item], bool]:
+        """The sent runs whose worker has reached them since the last look, and
+        whether any sent run has still not started."""
+        started: list[_Item] = []
+        waiting = False
+        for worker in self._workers:
+            unstarted = worker.unstarted
+            if unstarted:
+                reached = worker.cells[STARTED]
+                while unstarted and unstarted[0].seq <= reached:
+                    started.append(unstarted.popleft())
+                waiting = waiting or bool(unstarted)
+        return started, waiting
 
     # ---- the reader thread ---------------------------------------------------------------
     def _serve(self) -> None:
-        wait = multiprocessing.connection.wait
         while True:
-            with self._lock:
-                if self._closing and not self._workers:
-                    break
-                spawn = 0
-                if self._queue and not self._idle and not self._closing:
-                    spawn = min(len(self._queue), self._max_workers - len(self._workers))
             try:
-                for _ in range(spawn):
-                    self._start_worker()
-            except Exception as exc:  # e.g. multiprocessing refuses to start processes
-                self._fail_queue(f"no worker process could be started: {type(exc).__name__}: {exc}")
+                if not self._serve_once():
+                    return
+            except BaseException as exc:  # a bug here must not leave runs Running for good
+                logger.exception("the process runner's I/O thread failed; failing its runs")
+                self._fail_all(exc)
+
+    def _serve_once(self) -> bool:
+        """Start workers, wait for something to happen, handle it; False when done."""
+        with self._lock:
+            if self._closing and not self._workers:
+                return False
+            spawn = 0
+            if self._queue and not self._idle and not self._closing:
+                spawn = min(len(self._queue), self._max_workers - len(self._workers))
+        try:
+            for _ in range(spawn):
+                self._start_worker()
+        except Exception as exc:  # e.g. multiprocessing refuses to start processes
+            self._fail_queue(f"no worker process could be started: {type(exc).__name__}: {exc}")
+        with self._lock:
+            started, waiting = self._take_started()
             watched: dict[Any, tuple[_Worker, bool]] = {}
-            for w in list(self._workers):
+            for w in self._workers:
                 watched[w.conn] = (w, False)
                 watched[w.process.sentinel] = (w, True)
-            for obj in wait([self._wake_r, *watched]):
-                if obj == self._wake_r:
-                    os.read(self._wake_r, 4096)
-                    continue
-                worker, is_sentinel = watched[obj]
-                if worker not in self._workers:
-                    continue  # already handled through its other handle
+            self._reader_sleeps = not waiting
+        self._mark_started(started)
+        ready = multiprocessing.connection.wait(
+            [self._wake_r, *watched], POLL_SECONDS if waiting else None
+        )
+        self._reader_sleeps = False
+        for obj in ready:
+            if obj == self._wake_r:
+                os.read(self._wake_r, 4096)
+                continue
+            worker, is_sentinel = watched[obj]
+            if worker not in self._workers:
+                continue  # already handled through its other handle
+            try:
                 if is_sentinel or not self._drain(worker):
                     self._on_death(worker)
+            except BaseException as exc:
+                logger.exception("the process runner's I/O thread failed on a worker")
+                self._fail_worker(worker, exc)
+        return True
+
+    @staticmethod
+    def _mark_started(items: list[_Item]) -> None:
+        """Report Running the runs a worker has reached: each begins its attempt (one
+        lock round-trip for those without a deadline; `begin` arms a deadline)."""
+        fresh = [item for item in items if not item.marked]  # else re-sent after a death
+        if not fresh:
+            return
+        _engine.begin_many([i.run for i in fresh if i.run.timeout is None or i.run.attempt])
+        for item in fresh:
+            run = item.run
+            if run.timeout is not None and not run.attempt:
+                _engine.begin(run)  # the first attempt of a run with a deadline
+            item.attempt = run.attempt
+            item.marked = True
 
     def _start_worker(self) -> None:
-        parent_end, child_end = self._context.Pipe(duplex=True)
-        alive_r, alive_w = self._context.Pipe(duplex=False)
-        progress = self._context.RawValue("Q", 0)
-        process = self._context.Process(
+        context = self._context
+        parent_end, child_end = context.Pipe(duplex=True)
+        alive_r, alive_w = context.Pipe(duplex=False)
+        for parent_side in (parent_end, alive_w):  # forked workers must not keep them open
+            multiprocessing.util.register_after_fork(parent_side, _close_in_child)
+        cells = context.RawArray("Q", 3)
+        gate = context.Lock()
+        process = context.Process(
             target=worker_main,
-            args=(child_end, alive_r, progress),
+            args=(child_end, alive_r, cells, gate),
             name=f"{self._name}-worker-{next(self._worker_ids)}",
             daemon=True,
         )
-        process.start()
-        child_end.close()
-        alive_r.close()
-        worker = _Worker(process, parent_end, alive_w, progress)
+        try:
+            process.start()
+        finally:
+            child_end.close()
+            alive_r.close()
+        worker = _Worker(process, parent_end, alive_w, cells, gate)
         with self._lock:
             self._workers.append(worker)
-            self._feed(worker)
+            if self._closing:  # shutdown began while it started: it missed the stop
+                _stop(worker)
+            else:
+                self._feed(worker)
 
     def _drain(self, worker: _Worker) -> bool:
         """Read every result the worker has sent; False once its pipe is closed."""
@@ -298,32 +462,44 @@ class ProcessPool:
 
     def _on_result(self, worker: _Worker, data: bytes) -> None:
         worker.reported = True
-        results = pickle.loads(data)
+        results = pickle.loads(data)  # plain tuples: the values are still bytes
         with self._lock:
             items = [worker.inflight.popleft() for _ in results]
+            last = items[-1].seq
+            unstarted = worker.unstarted
+            unseen = []  # finished before anyone saw them start: they begin now
+            while unstarted and unstarted[0].seq <= last:
+                unseen.append(unstarted.popleft())
+            sent = self._sent
+            for item in items:
+                sent.pop(item.run, None)
             if not worker.inflight and worker in self._workers:
                 self._feed(worker)
+        self._mark_started(unseen)
         for item, (run_id, kind, payload) in zip(items, results, strict=True):
             assert item.run_id == run_id, (item.run_id, run_id)
-            self._finish(item, kind, payload)
+            _guarded(item.run, self._finish, item, kind, payload)
 
     def _finish(self, item: _Item, kind: int, payload: bytes) -> None:
         run = item.run
+        if kind == KIND_SKIPPED:  # cancelled before it started: final already
+            _engine.cancelled(run, "cancelled before it started")
+            return
         if kind == KIND_OK:
             try:
                 value = pickle.loads(payload)
-            except Exception as exc:
+            except BaseException as exc:  # a reducer may raise anything, even SystemExit
                 err = SerializationError(
                     f"task {run.future.name!r}: its result could not be unpickled in the "
                     f"parent process: {type(exc).__name__}: {exc}"
                 )
-                self._after_failure(item, _engine.report_error(run, err))
+                self._retry_if_due(item, run.report_error(err))
                 return
-            _engine.report_value(run, value)
+            run.report_value(value)
             return
         try:
             error, text = pickle.loads(payload)
-        except Exception as exc:  # the worker checked the round trip; this parent differs
+        except BaseException as exc:  # the worker checked the round trip; this parent differs
             error, text = (
                 SerializationError(
                     f"task {run.future.name!r} failed, and its exception could not be "
@@ -332,52 +508,99 @@ class ProcessPool:
                 "",
             )
         error.__cause__ = RemoteTraceback(text)
-        self._after_failure(item, _engine.report_error(run, error))
+        self._retry_if_due(item, run.report_error(error))
 
-    def _after_failure(self, item: _Item, delay: float | None) -> None:
-        """Queue the run's next attempt (first in line) after `delay`, if one is due."""
+    def _retry_if_due(self, item: _Item, delay: float | None) -> None:
+        """After a failed or crashed attempt the core said: another attempt after
+        `delay` (queue it first in line, on a fresh start), or None (the run is final)."""
         if delay is None:
             return
-        item.sent = False
-        _engine.retry_later(item.run, delay, lambda _run: self._enqueue([item], front=True))
+        item.marked = False
+        item.run.retry_later(delay, lambda _run: self._enqueue([item], front=True))
 
-    def _on_death(self, worker: _Worker) -> None:
-        self._drain(worker)  # results it sent before dying still count
+    def _forget_worker(self, worker: _Worker) -> list[_Item]:
+        """Under the lock: drop a dead worker; returns the runs it held."""
+        self._workers.remove(worker)
+        if worker in self._idle:
+            self._idle.remove(worker)
+        items = list(worker.inflight)
+        worker.inflight.clear()
+        worker.unstarted.clear()
+        for item in items:
+            self._sent.pop(item.run, None)
+        return items
+
+    def _close_worker(self, worker: _Worker) -> tuple[int | None, int | None]:
         process = worker.process
         process.join()
         pid, code = process.pid, process.exitcode
         process.close()
-        running_id = worker.progress.value - 1
+        worker.conn.close()
+        worker.alive.close()
+        return pid, code
+
+    def _on_death(self, worker: _Worker) -> None:
+        self._drain(worker)  # results it sent before dying still count
+        running_id = worker.cells[PROGRESS] - 1
         with self._lock:
-            self._workers.remove(worker)
-            if worker in self._idle:
-                self._idle.remove(worker)
-            items = list(worker.inflight)
-            worker.inflight.clear()
+            items = self._forget_worker(worker)
             crashed = next((item for item in items if item.run_id == running_id), None)
             # The rest of its batch goes first to the next worker (including calls that
             # finished but whose results died with it: they run again).
             self._queue.extendleft(reversed([item for item in items if item is not crashed]))
             self._feed_idle()
-        worker.conn.close()
-        worker.alive.close()
-        if worker.reported or running_id >= 0 or worker.killed or self._closing:
-            self._failed_starts = 0
-        else:
-            self._failed_starts += 1
-            if self._failed_starts >= MAX_FAILED_STARTS:
-                self._failed_starts = 0
-                self._fail_queue(
-                    f"worker processes exit before running anything ({_describe_exit(pid, code)}"
-                    f", {MAX_FAILED_STARTS} times in a row). Workers import the main module: "
-                    "a script that runs flows when imported must guard them with "
-                    "`if __name__ == '__main__':`"
-                )
+        pid, code = self._close_worker(worker)
+        self._count_failed_start(worker, running_id, pid, code)
         if crashed is None:
             return
-        run = crashed.run
-        err = TaskCrashed(f"task {run.future.name!r} crashed: {_describe_exit(pid, code)}")
-        self._after_failure(crashed, _engine.report_crash(run, err))
+        _guarded(crashed.run, self._on_crash, crashed, _describe_exit(pid, code))
+
+    def _on_crash(self, item: _Item, how: str) -> None:
+        self._mark_started([item])  # it died before anyone saw it start: it did start
+        run = item.run
+        err = TaskCrashed(f"task {run.future.name!r} crashed: {how}")
+        self._retry_if_due(item, run.report_crash(err))
+
+    def _count_failed_start(
+        self, worker: _Worker, running_id: int, pid: int | None, code: int | None
+    ) -> None:
+        if worker.reported or running_id >= 0 or worker.killed or self._closing:
+            self._failed_starts = 0
+            return
+        self._failed_starts += 1
+        if self._failed_starts >= MAX_FAILED_STARTS:
+            self._failed_starts = 0
+            self._fail_queue(
+                f"worker processes exit before running anything ({_describe_exit(pid, code)}"
+                f", {MAX_FAILED_STARTS} times in a row). Workers import the main module: "
+                "a script that runs flows when imported must guard them with "
+                "`if __name__ == '__main__':`"
+            )
+
+    def _fail_worker(self, worker: _Worker, exc: BaseException) -> None:
+        """The reader failed while handling `worker`: end its runs CRASHED, drop it."""
+        _kill(worker)
+        with self._lock:
+            items = self._forget_worker(worker) if worker in self._workers else []
+            self._feed_idle()
+        try:
+            self._close_worker(worker)
+        except Exception:  # already closed by the handler that failed
+            pass
+        for item in items:
+            _engine.crashed(item.run, exc)
+
+    def _fail_all(self, exc: BaseException) -> None:
+        """The reader failed outside any one worker: end every run CRASHED, kill every
+        worker (the pool starts new ones for later runs)."""
+        with self._lock:
+            workers = list(self._workers)
+            items = list(self._queue)
+            self._queue.clear()
+        for worker in workers:
+            self._fail_worker(worker, exc)
+        for item in items:
+            _engine.crashed(item.run, exc)
 
     def _fail_queue(self, why: str) -> None:
         """End every queued run CRASHED: workers cannot be started (reader thread)."""
@@ -395,23 +618,24 @@ class ProcessPool:
         with self._lock:
             self._closing = True
             workers = list(self._workers)
-            for item in self._queue:
-                _engine.cancelled(item.run, "cancelled: its runner shut down before it started")
+            queued = list(self._queue)
             self._queue.clear()
+        for item in queued:
+            _engine.cancelled(item.run, "cancelled: its runner shut down before it started")
         for w in workers:
             if kill:
                 _kill(w)
             else:
-                try:
-                    w.conn.send_bytes(b"")
-                except OSError:
-                    _kill(w)
+                _stop(w)
         self._wake()
         self._reader.join(timeout)
         if self._reader.is_alive():  # a worker ignored the stop: it is killed
+            with self._lock:
+                workers = list(self._workers)
             for w in workers:
                 _kill(w)
             self._reader.join()
+        self._wake_open = False  # first: a process forked now must not close them
         os.close(self._wake_r)
         os.close(self._wake_w)
 
@@ -427,6 +651,23 @@ class RemoteTraceback(Exception):
         return f'\n"""\n{self.text}"""'
 
 
+def _guarded(run: _engine.Run, settle: Any, *args: Any) -> None:
+    """Call `settle(*args)`, which ends `run` or queues its retry; if it raises (a
+    reducer or a done callback raising even SystemExit), `run` ends CRASHED."""
+    try:
+        settle(*args)
+    except BaseException as exc:
+        logger.exception("finishing task %r failed", run.future.name)
+        _engine.crashed(run, exc)
+
+
+def _stop(worker: _Worker) -> None:
+    try:
+        worker.conn.send_bytes(b"")  # it exits once its batch is done
+    except OSError:
+        _kill(worker)
+
+
 def _kill(worker: _Worker) -> None:
     worker.killed = True
     try:
@@ -435,22 +676,24 @@ def _kill(worker: _Worker) -> None:
         pass
 
 
-def _encode_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+def _encode_call(call: Any) -> bytes:
+    """The call's arguments, pickled; a clear error naming the task and the argument."""
+    _, args, kwargs = call.parts()
+    task = call.task
     try:
         return dumps((args, kwargs))
     except Exception as exc:
-        named = [(f"#{i}", v) for i, v in enumerate(args)] + list(kwargs.items())
-        for label, value in named:
+        for name, value in call.resolved_parameters().items():
             try:
                 dumps(value)
             except Exception:
                 raise SerializationError(
-                    f"task {name!r}: argument {label!r}, of type "
+                    f"task {task.name!r}: argument {name!r}, of type "
                     f"{type(value).__qualname__}, cannot be pickled to send it to a worker "
                     f"process: {type(exc).__name__}: {exc}"
                 ) from exc
         raise SerializationError(
-            f"task {name!r}: its arguments cannot be pickled: {type(exc).__name__}: {exc}"
+            f"task {task.name!r}: its arguments cannot be pickled: {type(exc).__name__}: {exc}"
         ) from exc
 
 

@@ -1,17 +1,34 @@
 """What runs inside a `ProcessPoolTaskRunner` worker process, and the wire format.
 
 A worker owns one duplex pipe to its parent. It receives a batch (a pickled list of
-calls) and runs them one after the other. Results go back together, when the batch is
-done or every `FLUSH_SECONDS` of it, so many small calls cost few messages. Before
-each call the worker writes that call's id into a shared `progress` cell: when a
-worker dies, the parent reads it to charge the death to the one call that was
-running; the batch's other calls go to another worker (ones that had finished but
-whose results died with the worker are run again).
+calls: one call for a `.submit()`, many for a `.map`) and runs them one after the
+other. Results go back together, when the batch is done or every `FLUSH_SECONDS` of
+it, so many small calls cost few messages.
 
-Messages, parent -> worker: `pickle([(run_id, fn_key, fn_bytes | None, call_bytes,
-is_async), ...])`, or `b""` to stop. Worker -> parent: `pickle([(run_id, kind,
-payload), ...])`, payload being the pickled value (kind OK) or the pickled
-`(exception, traceback_text)` (kind ERROR).
+Shared cells (`cells`, one small array per worker) tell the parent what the worker
+does without a message per call:
+
+- `PROGRESS`: 1 + the id of the call running, or 0 between calls. When a worker dies,
+  the parent reads it to charge the death to the one call that was running; the
+  batch's other calls go to another worker (ones that had finished but whose results
+  died with the worker are run again).
+- `STARTED`: how many calls of this worker have started (or been skipped). The parent
+  polls it to report a run Running only once it really runs.
+- `CANCELS`: how many "skip" notices the parent has written to the pipe.
+
+Before each call the worker takes its `gate` lock, reads any new skip notices, and
+either skips the call (it was cancelled before it started) or claims it by bumping
+`STARTED`. The parent cancels a call under the same lock: if `STARTED` has not
+reached it, it writes a skip notice and the call never runs; else the call is
+running (the worker is killed) or done. So a cancelled run that has not started
+never executes and never costs another run its worker.
+
+Messages, parent -> worker: `pickle([(run_id, fn_key, fn_entry | None, call_bytes,
+is_async), ...])` where `fn_entry` is `(task_name, fn_bytes)` the first time this
+worker sees that function; `pickle(seq)`, a skip notice (read only as `CANCELS`
+says); or `b""` to stop. Worker -> parent: `pickle([(run_id, kind, payload), ...])`,
+payload being the pickled value (kind OK), the pickled `(exception,
+traceback_text)` (kind ERROR), or empty (kind SKIPPED).
 
 Values cross with `pickle` when they can (fast) and with cloudpickle otherwise
 (closures, lambdas, classes defined in `__main__` or inside functions).
@@ -33,11 +50,23 @@ from typing import Any
 
 from .._core._exceptions import RemoteError, SerializationError
 
-__all__ = ("KIND_ERROR", "KIND_OK", "dumps", "encode_error", "worker_main")
+__all__ = (
+    "CANCELS",
+    "KIND_ERROR",
+    "KIND_OK",
+    "KIND_SKIPPED",
+    "PROGRESS",
+    "STARTED",
+    "dumps",
+    "encode_error",
+    "worker_main",
+)
 
 FLUSH_SECONDS = 0.005
 KIND_OK = 0
 KIND_ERROR = 1
+KIND_SKIPPED = 2  # cancelled before it started: never ran
+PROGRESS, STARTED, CANCELS = 0, 1, 2  # indexes of the shared cells
 
 
 def dumps(value: Any) -> bytes:
@@ -61,22 +90,45 @@ def encode_error(exc: BaseException) -> bytes:
     try:
         data = dumps((exc, text))
         pickle.loads(data)  # some exceptions pickle but cannot be rebuilt: check here
-    except Exception:
+    except BaseException:  # even a reducer calling sys.exit() must not stop the worker
         wrapper = RemoteError(type(exc).__qualname__, str(exc), text)
         data = pickle.dumps((wrapper, text), protocol=5)
     return data
 
 
+def _serialization_error(name: str, what: str, exc: BaseException) -> bytes:
+    err = SerializationError(f"task {name!r}: {what}: {type(exc).__name__}: {exc}")
+    return encode_error(err)
+
+
+class _Function:
+    """A task's function as this worker loaded it (or why it could not)."""
+
+    __slots__ = ("error", "fn", "name")
+
+    def __init__(self, name: str, data: bytes) -> None:
+        self.name = name
+        self.fn: Any = None
+        self.error: bytes | None = None
+        try:
+            self.fn = pickle.loads(data)
+        except BaseException as exc:  # e.g. it refers to a module the worker cannot import
+            what = "its function could not be unpickled in the worker process"
+            self.error = _serialization_error(name, what, exc)
+
+
 def _run_one(
-    fn: Any, call_bytes: bytes, is_async: bool, loop: asyncio.AbstractEventLoop | None
+    fn: _Function, call_bytes: bytes, is_async: bool, loop: asyncio.AbstractEventLoop | None
 ) -> tuple[int, bytes, asyncio.AbstractEventLoop | None]:
+    if fn.error is not None:
+        return KIND_ERROR, fn.error, loop
     try:
         args, kwargs = pickle.loads(call_bytes)
-    except Exception as exc:
-        err = SerializationError(f"the arguments could not be unpickled in the worker: {exc}")
-        return KIND_ERROR, encode_error(err), loop
+    except BaseException as exc:  # a reducer may raise anything, even SystemExit
+        what = "its arguments could not be unpickled in the worker process"
+        return KIND_ERROR, _serialization_error(fn.name, what, exc), loop
     try:
-        value = fn(*args, **kwargs)
+        value = fn.fn(*args, **kwargs)
         if is_async:
             if loop is None:
                 loop = asyncio.new_event_loop()  # one per worker, reused by every call
@@ -85,21 +137,12 @@ def _run_one(
         return KIND_ERROR, encode_error(exc), loop
     try:
         return KIND_OK, dumps(value), loop
-    except Exception as exc:
-        err = SerializationError(
-            f"its result, of type {type(value).__qualname__}, cannot be pickled "
-            f"to return to the parent process: {exc}"
+    except BaseException as exc:
+        what = (
+            f"its result, of type {type(value).__qualname__}, cannot be pickled to return "
+            "it to the parent process"
         )
-        return KIND_ERROR, encode_error(err), loop
-
-
-def _load_function(data: bytes) -> Any:
-    try:
-        return pickle.loads(data)
-    except Exception as exc:  # e.g. it refers to a module the worker cannot import
-        return SerializationError(
-            f"the task's function could not be unpickled in the worker: {exc}"
-        )
+        return KIND_ERROR, _serialization_error(fn.name, what, exc), loop
 
 
 def _watch_parent(alive: Connection) -> None:
@@ -111,7 +154,32 @@ def _watch_parent(alive: Connection) -> None:
     os._exit(0)
 
 
-def worker_main(conn: Connection, alive: Connection, progress: Any) -> None:
+class _Skips:
+    """The skip notices this worker has read (seqs of calls cancelled before start)."""
+
+    __slots__ = ("conn", "seen", "seqs")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.seen = 0
+        self.seqs: set[int] = set()
+
+    def claim(self, cells: Any, seq: int, run_id: int) -> bool:
+        """Under the gate: True if call `seq` may run (it is then marked started)."""
+        notices = cells[CANCELS]
+        if notices != self.seen:  # written in full before the count was bumped
+            for _ in range(notices - self.seen):
+                self.seqs.add(pickle.loads(self.conn.recv_bytes()))
+            self.seen = notices
+        cells[STARTED] = seq
+        if seq in self.seqs:
+            self.seqs.discard(seq)
+            return False
+        cells[PROGRESS] = run_id + 1  # 0 means "between calls"
+        return True
+
+
+def worker_main(conn: Connection, alive: Connection, cells: Any, gate: Any) -> None:
     """The worker's main loop (the target of its `multiprocessing.Process`)."""
     # Ctrl-C in a terminal reaches the whole process group: the parent decides what
     # happens to running tasks (it kills their workers), so workers ignore SIGINT.
@@ -123,7 +191,9 @@ def worker_main(conn: Connection, alive: Connection, progress: Any) -> None:
     threading.Thread(
         target=_watch_parent, args=(alive,), name="asyncflow-parent-watch", daemon=True
     ).start()
-    functions: dict[int, Any] = {}
+    functions: dict[int, _Function] = {}
+    skips = _Skips(conn)
+    seq = 0
     loop: asyncio.AbstractEventLoop | None = None
     try:
         while True:
@@ -135,17 +205,18 @@ def worker_main(conn: Connection, alive: Connection, progress: Any) -> None:
                 break
             results = []
             flushed = time.monotonic()
-            for run_id, key, fn_bytes, call_bytes, is_async in pickle.loads(data):
-                if fn_bytes is not None:
-                    functions[key] = _load_function(fn_bytes)
-                fn = functions[key]
-                progress.value = run_id + 1  # 0 means "between calls"
-                if isinstance(fn, SerializationError):
-                    kind, payload = KIND_ERROR, encode_error(fn)
+            for run_id, key, fn_entry, call_bytes, is_async in pickle.loads(data):
+                if fn_entry is not None:
+                    functions[key] = _Function(*fn_entry)
+                seq += 1
+                with gate:
+                    runs = skips.claim(cells, seq, run_id)
+                if runs:
+                    kind, payload, loop = _run_one(functions[key], call_bytes, is_async, loop)
+                    cells[PROGRESS] = 0
                 else:
-                    kind, payload, loop = _run_one(fn, call_bytes, is_async, loop)
+                    kind, payload = KIND_SKIPPED, b""
                 results.append((run_id, kind, payload))
-                progress.value = 0
                 if time.monotonic() - flushed > FLUSH_SECONDS:
                     conn.send_bytes(pickle.dumps(results, protocol=5))
                     results = []

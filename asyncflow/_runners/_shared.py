@@ -9,6 +9,7 @@ application has installed a default runner.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 
@@ -60,6 +61,18 @@ _scopes = _Scopes()
 # Named shared runners of the running engines (`SharedTaskRunner("cpu")` finds them).
 _named: dict[str, TaskRunner] = {}
 _named_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # The parent's flow scopes and engines do not exist in a forked child. Reset in
+    # place: other modules hold these very objects.
+    _scopes.__init__()  # type: ignore[misc]  # (re-initialising in place, on purpose)
+    _named.clear()
+    _named_lock._at_fork_reinit()  # type: ignore[attr-defined]  # (private; typeshed omits it)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class SharedTaskRunner(TaskRunner):

@@ -88,11 +88,6 @@ IN_PROCESS_CLUSTER = {
     "dashboard_address": ":0",
 }
 
-BATCHED_SUBMIT = (
-    "issue 11: plain .submit() runs are batched to process workers, so a queued run "
-    "reports Running early and cancelling it kills the worker running another run"
-)
-
 
 def no_shared_resources(name: str) -> None:
     return None
@@ -135,20 +130,6 @@ RUNNERS: dict[str, RunnerKind] = {
             kills_on_timeout=True,
             cancel_running_sync="killed",
             in_process=False,
-            defects={
-                "queued_state": BATCHED_SUBMIT,
-                "cancel_queued": BATCHED_SUBMIT,
-                "failing_flow_body": (
-                    "found by the conformance suite: when a sync flow body raises while "
-                    "process runs run and others are queued, the runner's exit waits for "
-                    "the running ones instead of killing their workers (the flow hangs); "
-                    "intermittent"
-                ),
-                "unpicklable_result": (
-                    "issue 11: the SerializationError for a result that cannot be "
-                    "pickled does not name the task"
-                ),
-            },
         ),
     ),
     "executor": RunnerKind(
