@@ -29,11 +29,13 @@ import asyncio
 import contextvars
 import functools
 import logging
+import os
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import _events, _portal
+from . import _events, _future, _portal
 from ._attempt import Attempts, CancelReason, Finish, Phase, Retry, Stop
 from ._context import current_run
 from ._exceptions import TaskCancelled, TaskCrashed, TaskTimeout, UpstreamFailed
@@ -682,3 +684,15 @@ def _create_task(run: Run, loop: asyncio.AbstractEventLoop) -> None:
         run.task = loop.create_task(execute_async(run), context=run.context)
     else:  # 3.10: entering the run's context makes the task copy it
         run.task = run.context.run(loop.create_task, execute_async(run))
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has one thread: the lock (maybe held by a thread that is not there)
+    and the parent's dependency graph start afresh."""
+    global LOCK, _resolver
+    LOCK = _future.LOCK = threading.Lock()
+    _resolver = Resolver()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
