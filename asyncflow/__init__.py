@@ -14,9 +14,7 @@ pipeline([1, 2, 3])   # [2, 4, 6]
 """
 
 from ._arguments import allow_failure, quote, unmapped
-from ._core._engine import check_cancelled
-from ._core._future import FutureList, TaskFuture
-from ._core._states import State
+from ._core import FutureList, State, TaskFuture, check_cancelled
 from ._flows import Flow, flow
 from ._tasks import Task, task
 

@@ -14,9 +14,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
-from ._core._engine import upstream_failed
-from ._core._exceptions import MappingLengthMismatch, MappingMissingIterable, WouldDeadlock
-from ._core._future import FutureList, TaskFuture
+from ._core import (
+    FutureList,
+    MappingLengthMismatch,
+    MappingMissingIterable,
+    TaskFuture,
+    WouldDeadlock,
+    block_until_final,
+    error_of,
+    outcome,
+    upstream_failed,
+)
 
 __all__ = (
     "allow_failure",
@@ -146,20 +154,16 @@ def _children(value: Any) -> Iterable[Any]:
 
 def upstream_value(fut: TaskFuture[Any], allow: bool) -> Any:
     """The value a final upstream contributes to its downstream's arguments."""
-    if fut._exception is None:
-        fut._observed = True
-        return fut._get_value()
-    if allow:
-        fut._observed = True
-        return fut._exception
+    if allow or error_of(fut) is None:
+        return outcome(fut, raise_on_failure=False)  # its value, or its exception object
     raise upstream_failed(fut)
 
 
 def raise_if_upstream_failed(upstreams: Upstreams, name: str) -> None:
     """For direct calls: raise `UpstreamFailed` for the first failed, not allowed upstream."""
     for fut, allow in upstreams:
-        if fut._exception is not None and not allow:
-            fut._observed = True
+        if error_of(fut) is not None and not allow:
+            outcome(fut, raise_on_failure=False)  # marks it observed: its error is reported here
             raise upstream_failed(fut, f"task {name!r} did not run: its ")
 
 
@@ -227,17 +231,17 @@ def _mapped_future_value(task_name: str, name: str, fut: TaskFuture[Any]) -> Any
     """A future passed to `.map()` is waited for and its result mapped: `.map()` must
     know how many runs to make before it returns."""
     try:
-        fut._wait(None)
+        block_until_final(fut)
     except WouldDeadlock:
         raise WouldDeadlock(
             f"task {task_name!r}: .map() needs the elements of {name!r} now, but it is the "
             f"future of task {fut.name!r}, which this event loop must run: in async code "
             f"write `.map(await future)`"
         ) from None
-    if fut._exception is not None:
-        fut._observed = True
+    if error_of(fut) is not None:
+        outcome(fut, raise_on_failure=False)  # marks it observed: its error is reported here
         raise upstream_failed(fut, f"task {task_name!r} cannot be mapped over {name!r}: its ")
-    return fut._outcome(True)
+    return outcome(fut)
 
 
 def expand_map(task_name: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -23,13 +23,22 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from ._arguments import find_upstreams, resolve
-from ._core import _validate
-from ._core._exceptions import TaskTimeout
-from ._core._future import Suspend, TaskFuture
-from ._core._states import State, StateType
+from ._core import (
+    State,
+    StateType,
+    Suspend,
+    TaskFuture,
+    TaskTimeout,
+    block_until_final,
+    check_not_self,
+    check_timeout,
+    error_of,
+    outcome,
+)
 from ._runners._base import TaskRunner
+from ._runners._current import installed_runner
 from ._runners._shared import SharedTaskRunner
-from ._runners._thread import ThreadPoolTaskRunner, installed_runner
+from ._runners._thread import ThreadPoolTaskRunner
 from ._tasks import check_hooks, is_async_callable
 
 __all__ = ("Flow", "flow")
@@ -47,8 +56,8 @@ def _return_futures(value: Any) -> list[TaskFuture[Any]]:
 
 def _resolve_return(value: Any, futures: list[TaskFuture[Any]]) -> Any:
     for fut in futures:
-        if fut._exception is not None:
-            fut._outcome(True)  # a returned failed future fails the flow with its own error
+        if error_of(fut) is not None:
+            outcome(fut)  # a returned failed future fails the flow with its own error
     return resolve(value)
 
 
@@ -69,7 +78,7 @@ class Flow(Generic[P, R]):
         if not callable(fn):
             raise TypeError(f"@flow expects a function, got {type(fn).__name__}: {fn!r}")
         try:
-            self.timeout_seconds = _validate.timeout(
+            self.timeout_seconds = check_timeout(
                 "timeout_seconds", timeout_seconds, allow_zero=False
             )
             self.on_completion: list[FlowHook] = check_hooks("on_completion", on_completion)
@@ -172,7 +181,7 @@ class Flow(Generic[P, R]):
                 value = self.fn(*args, **kwargs)
                 futures = _return_futures(value)
                 for fut in futures:
-                    fut._wait(None)
+                    block_until_final(fut)
                 result = _resolve_return(value, futures)
             except Exception as exc:
                 if timed_out.is_set():
@@ -208,7 +217,7 @@ class Flow(Generic[P, R]):
             value = await cast("Callable[..., Coroutine[Any, Any, Any]]", self.fn)(*args, **kwargs)
             futures = _return_futures(value)
             for fut in futures:
-                fut._check_not_self()
+                check_not_self(fut)
                 await Suspend(fut)
             return _resolve_return(value, futures)
 

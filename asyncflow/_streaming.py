@@ -21,9 +21,17 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
-from ._core._context import enter_blocking, exit_blocking
-from ._core._future import Suspend, TaskFuture
-from ._runners._base import TaskRunner, TaskSpec, current_runner
+from ._core import (
+    Suspend,
+    TaskFuture,
+    block_until_final,
+    check_can_block,
+    enter_blocking,
+    exit_blocking,
+    running_loop,
+)
+from ._runners._base import TaskRunner, TaskSpec
+from ._runners._current import current_runner
 
 __all__ = ("MapIter",)
 
@@ -90,7 +98,7 @@ class _Window:
 
     def check_can_block(self) -> None:
         for fut in self._in_flight:
-            fut._check_can_block()
+            check_can_block(fut)
 
     @property
     def exhausted(self) -> bool:
@@ -156,7 +164,7 @@ class MapIter(Generic[T]):
                 fut = window.pop_ready()
                 if fut is None:
                     if self._ordered:
-                        window.head._wait(None)  # lends this worker's slot while it blocks
+                        block_until_final(window.head)  # lends this worker's slot while it blocks
                         continue
                     window.check_can_block()
                     pool = enter_blocking()
@@ -175,7 +183,7 @@ class MapIter(Generic[T]):
         event = asyncio.Event()
 
         def wake() -> None:
-            if asyncio._get_running_loop() is loop:
+            if running_loop() is loop:
                 event.set()
             else:
                 loop.call_soon_threadsafe(event.set)

@@ -24,12 +24,26 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from ._arguments import find_upstreams, raise_if_upstream_failed
-from ._core import _engine, _validate
-from ._core._future import FutureList, Suspend, TaskFuture
-from ._core._policy import ConcurrencyLimit, RetryPolicy, validate_delay
-from ._core._run import RunOptions
-from ._core._states import State
-from ._runners._base import TaskSpec, current_runner, new_run, wait_for_upstreams
+from ._core import (
+    ConcurrencyLimit,
+    FutureList,
+    RetryPolicy,
+    RunOptions,
+    State,
+    Suspend,
+    TaskFuture,
+    block_until_final,
+    check_count,
+    check_factor,
+    check_not_self,
+    check_timeout,
+    execute_async,
+    execute_sync,
+    outcome,
+    validate_delay,
+)
+from ._runners._base import TaskSpec, new_run, wait_for_upstreams
+from ._runners._current import current_runner
 from ._streaming import MapIter
 
 __all__ = ("Task", "check_hooks", "is_async_callable", "task")
@@ -86,9 +100,9 @@ def validate_task_options(options: dict[str, Any]) -> dict[str, Any]:
     name = options.get("name")
     if name is not None and (not isinstance(name, str) or not name):
         raise TypeError(f"task name must be a non-empty string, got {name!r}")
-    _validate.count("retries", options.get("retries", 0))
+    check_count("retries", options.get("retries", 0))
     options["retry_delay_seconds"] = validate_delay(options.get("retry_delay_seconds", 0))
-    options["retry_jitter_factor"] = _validate.factor(
+    options["retry_jitter_factor"] = check_factor(
         "retry_jitter_factor", options.get("retry_jitter_factor")
     )
     condition = options.get("retry_condition_fn")
@@ -96,12 +110,12 @@ def validate_task_options(options: dict[str, Any]) -> dict[str, Any]:
         raise TypeError(f"retry_condition_fn must be callable, got {condition!r}")
     # Zero would time every run out before it starts (processes) or be ignored
     # (threads, loops): rejected rather than meaning different things per runner.
-    options["timeout_seconds"] = _validate.timeout(
+    options["timeout_seconds"] = check_timeout(
         "timeout_seconds", options.get("timeout_seconds"), allow_zero=False
     )
     limit = options.get("max_concurrency")
     if limit is not None:
-        _validate.count("max_concurrency", limit, minimum=1)
+        check_count("max_concurrency", limit, minimum=1)
     options["on_completion"] = check_hooks("on_completion", options.get("on_completion"))
     options["on_failure"] = check_hooks("on_failure", options.get("on_failure"))
     return options
@@ -253,11 +267,11 @@ class Task(TaskSpec, Generic[P, R]):
         if self.is_async:
             return cast("R", self._call_async(params, upstreams, rebuild))
         for fut, _ in upstreams:
-            fut._wait(None)
+            block_until_final(fut)
         raise_if_upstream_failed(upstreams, self.name)
         run = new_run(current_runner(), self, params, rebuild, None)
-        _engine.execute_sync(run)
-        return cast("R", run.future._outcome(True))
+        execute_sync(run)
+        return cast("R", outcome(run.future))
 
     async def _call_async(
         self,
@@ -266,15 +280,15 @@ class Task(TaskSpec, Generic[P, R]):
         rebuild: bool,
     ) -> Any:
         for fut, _ in upstreams:
-            fut._check_not_self()
+            check_not_self(fut)
             await Suspend(fut)
         raise_if_upstream_failed(upstreams, self.name)
         run = new_run(current_runner(), self, params, rebuild, None)
         # As every run, a direct call runs in its own copy of the context (a task of
         # its own, created inside the copy): context changes in the task do not leak
         # into the caller. Cancelling the caller cancels the awaited task.
-        await run.context.run(asyncio.ensure_future, _engine.execute_async(run))
-        return run.future._outcome(True)
+        await run.context.run(asyncio.ensure_future, execute_async(run))
+        return outcome(run.future)
 
     # ---- submit and map ----------------------------------------------------------------
     @overload
@@ -308,7 +322,7 @@ class Task(TaskSpec, Generic[P, R]):
         `wait_for=[futures]` orders this run after them without passing data.
         """
         wait_for = kwargs.pop(_RESERVED, None)
-        return current_runner()._submit_bound(self, self._bind(args, kwargs), wait_for)
+        return current_runner().submit_checked(self, self._bind(args, kwargs), wait_for)
 
     @overload
     def map(self: Task[P, Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> FutureList[T]: ...

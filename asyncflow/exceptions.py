@@ -1,6 +1,6 @@
 """Every error asyncflow raises (a task's own exceptions are re-raised unchanged)."""
 
-from ._core._exceptions import (
+from ._core import (
     AsyncflowError,
     CircularDependency,
     MappingLengthMismatch,

@@ -6,7 +6,6 @@
 >>> done, not_done = wait([fut])     # sync;  `await wait([fut])` in async code
 """
 
-from ._core._future import FutureList, TaskFuture
-from ._core._waiting import DoneAndNotDone, as_completed, wait
+from ._core import DoneAndNotDone, FutureList, TaskFuture, as_completed, wait
 
 __all__ = ("DoneAndNotDone", "FutureList", "TaskFuture", "as_completed", "wait")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from ._core._policy import MAX_PENDING_RUNS
+from ._core import MAX_PENDING_RUNS
 
 __all__ = ("Settings", "get_settings")
 

@@ -1,5 +1,5 @@
 """Run states: `State` snapshots and their coarse `StateType`."""
 
-from ._core._states import State, StateType
+from ._core import State, StateType
 
 __all__ = ("State", "StateType")

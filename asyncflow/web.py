@@ -13,6 +13,8 @@ Works with any ASGI framework (no framework is imported). With Starlette or Fast
 See docs/web.md.
 """
 
-from ._web import Engine, SharedTaskRunner, ShutdownErrorMiddleware, engine
+from ._asgi import ShutdownErrorMiddleware
+from ._lifespan import Engine, engine
+from ._runners._shared import SharedTaskRunner
 
 __all__ = ("Engine", "SharedTaskRunner", "ShutdownErrorMiddleware", "engine")

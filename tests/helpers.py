@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -154,3 +155,22 @@ async def aident(x: Any) -> Any:
 @task
 def boom(message: str = "boom") -> None:
     raise Boom(message)
+
+
+def wait_for_state(fut: Any, name: str, timeout: float = WAIT) -> None:
+    """Block until `fut` reports the state `name` (a gate on the run's state events:
+    e.g. a process run turns Running a few ms after its worker started it)."""
+    from asyncflow._core import _events
+
+    reached = threading.Event()
+
+    def on_state(f: Any, state: Any) -> None:
+        if f is fut and state.name == name:
+            reached.set()
+
+    _events.add_listener(on_state)  # first, so a change right after the check is seen
+    try:
+        if fut.state.name != name:
+            assert reached.wait(timeout), f"{fut!r} never reported {name!r}"
+    finally:
+        _events.remove_listener(on_state)

@@ -90,7 +90,7 @@ def test_submit_waits_in_a_thread_until_a_run_finishes(
         second = ident.submit("second")  # may already be final: its slot then is free
         second.wait(WAIT)
         third = gate.submit(release, "third")
-        assert len(runner._pending_runs()) == 2  # first and third hold the two slots
+        assert len(runner.pending_runs()) == 2  # first and third hold the two slots
         got: list[Any] = []
         submitter = _in_this_context(lambda: got.append(ident.submit("fourth")))
         _wait_until_blocked(submitter)
@@ -150,7 +150,7 @@ async def test_on_an_event_loop_a_full_runner_is_a_clear_error(
         assert "map_iter" in message
         assert "'waits'" in message
         assert isinstance(info.value, RuntimeError)
-        assert len(runner._pending_runs()) == 1  # the refused submit left no run behind
+        assert len(runner.pending_runs()) == 1  # the refused submit left no run behind
         opened.set()
         assert await first == "done"
         assert await waits.submit() == "done"  # room again

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from asyncflow import check_cancelled, flow, task
-from asyncflow._runners._thread import default_runner
+from asyncflow._runners._current import default_runner
 from asyncflow.exceptions import TaskCancelled
 from asyncflow.states import StateType
 from asyncflow.task_runners import ThreadPoolTaskRunner

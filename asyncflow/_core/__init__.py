@@ -1,6 +1,133 @@
 """asyncflow's engine core. Self-contained: imports nothing from the rest of asyncflow.
 
-Modules: `_resolver` (sans-I/O dependency graph), `_future` (the dual future),
-`_engine` (drives the resolver, executes runs), `_workers` (the thread pool),
-`_portal` (the background loop for sync callers), `_states`, `_exceptions`.
+Modules: `_resolver` (sans-I/O dependency graph), `_attempt` (sans-I/O life of a run),
+`_future` (the dual future), `_engine` (drives both, executes runs), `_workers` (the
+thread pool), `_portal` (the background loop for sync callers), `_signals`, `_states`,
+`_exceptions`, `_validate`, `_policy`, `_waiting`, `_events`.
+
+The rest of asyncflow imports the core through this package only, and only the names
+in `__all__` (`tests/test_core_exports.py` checks it): this list is the core's API.
+Names that would be ambiguous out of their module get a prefix here (`check_*` for
+the validators, `*_sigterm` for the signal claim, `*_engine_loop` for the portal).
 """
+
+from ._attempt import CancelReason
+from ._context import current_run, enter_blocking, exit_blocking, sync_scope
+from ._engine import (
+    Run,
+    cancelled,
+    check_cancelled,
+    crashed,
+    execute_async,
+    execute_sync,
+    start_on_loop,
+    stop_runs,
+    upstream_failed,
+)
+from ._engine import submit as submit_run
+from ._exceptions import (
+    AsyncflowError,
+    CircularDependency,
+    MappingLengthMismatch,
+    MappingMissingIterable,
+    RemoteError,
+    RunnerNotStarted,
+    SerializationError,
+    TaskCancelled,
+    TaskCrashed,
+    TaskExited,
+    TaskTimeout,
+    UpstreamFailed,
+    WouldDeadlock,
+)
+from ._future import (
+    FutureList,
+    Suspend,
+    TaskFuture,
+    block_until_final,
+    check_can_block,
+    check_not_self,
+    error_of,
+    outcome,
+    running_loop,
+    state_of,
+    was_observed,
+)
+from ._policy import MAX_PENDING_RUNS, ConcurrencyLimit, PendingLimit, RetryPolicy, validate_delay
+from ._portal import get_loop as engine_loop
+from ._portal import stop as stop_engine_loop
+from ._run import NO_OPTIONS, RunOptions
+from ._signals import claim as claim_sigterm
+from ._signals import release as release_sigterm
+from ._signals import terminating
+from ._states import State, StateType
+from ._validate import count as check_count
+from ._validate import factor as check_factor
+from ._validate import timeout as check_timeout
+from ._waiting import DoneAndNotDone, as_completed, drain, drain_async, wait
+from ._workers import WorkerPool
+
+__all__ = (
+    "MAX_PENDING_RUNS",
+    "NO_OPTIONS",
+    "AsyncflowError",
+    "CancelReason",
+    "CircularDependency",
+    "ConcurrencyLimit",
+    "DoneAndNotDone",
+    "FutureList",
+    "MappingLengthMismatch",
+    "MappingMissingIterable",
+    "PendingLimit",
+    "RemoteError",
+    "RetryPolicy",
+    "Run",
+    "RunOptions",
+    "RunnerNotStarted",
+    "SerializationError",
+    "State",
+    "StateType",
+    "Suspend",
+    "TaskCancelled",
+    "TaskCrashed",
+    "TaskExited",
+    "TaskFuture",
+    "TaskTimeout",
+    "UpstreamFailed",
+    "WorkerPool",
+    "WouldDeadlock",
+    "as_completed",
+    "block_until_final",
+    "cancelled",
+    "check_can_block",
+    "check_cancelled",
+    "check_count",
+    "check_factor",
+    "check_not_self",
+    "check_timeout",
+    "claim_sigterm",
+    "crashed",
+    "current_run",
+    "drain",
+    "drain_async",
+    "engine_loop",
+    "enter_blocking",
+    "error_of",
+    "execute_async",
+    "execute_sync",
+    "exit_blocking",
+    "outcome",
+    "release_sigterm",
+    "running_loop",
+    "start_on_loop",
+    "state_of",
+    "stop_engine_loop",
+    "stop_runs",
+    "submit_run",
+    "sync_scope",
+    "terminating",
+    "upstream_failed",
+    "validate_delay",
+    "wait",
+    "was_observed",
+)

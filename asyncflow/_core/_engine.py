@@ -76,8 +76,10 @@ _resolver: Resolver[TaskFuture[Any]] = Resolver()
 
 
 def _after_fork_in_child() -> None:
+    # A forked child has one thread and none of the parent's runs: a fresh graph (the
+    # lock is re-initialised in place by `_future`, so every module's reference works).
     global _resolver
-    _resolver = Resolver()  # the parent's runs do not exist in a forked child
+    _resolver = Resolver()
 
 
 if hasattr(os, "register_at_fork"):

@@ -36,9 +36,17 @@ __all__ = (
     "FutureList",
     "Suspend",
     "TaskFuture",
+    "block_until_final",
+    "check_can_block",
+    "check_not_self",
+    "error_of",
     "finalize_locked",
+    "outcome",
     "run_callbacks",
+    "running_loop",
+    "state_of",
     "suspend_until_final",
+    "was_observed",
 )
 
 R = TypeVar("R")
@@ -53,6 +61,7 @@ if hasattr(os, "register_at_fork"):  # a forked child must not inherit it held
     os.register_at_fork(after_in_child=LOCK._at_fork_reinit)  # type: ignore[attr-defined]
 
 _get_running_loop = asyncio._get_running_loop  # C function; no exception when none runs
+running_loop = _get_running_loop  # the running loop of this thread, or None (for outer layers)
 
 
 class _Waiter:
@@ -272,6 +281,46 @@ class TaskFuture(Generic[R]):
                     cbs.remove(fn)
                 except ValueError:
                     pass
+
+
+# ---- what the outer layers read and do to a future, without marking it looked at --------
+# (`.state`, `.result()` and `.exception()` mark a future as observed: the runner
+# reports failures nobody observed, so asyncflow's own bookkeeping must not.)
+
+
+def state_of(fut: TaskFuture[Any]) -> State:
+    return fut._state
+
+
+def error_of(fut: TaskFuture[Any]) -> BaseException | None:
+    """The exception a final future ended with (None if it completed)."""
+    return fut._exception
+
+
+def was_observed(fut: TaskFuture[Any]) -> bool:
+    return fut._observed
+
+
+def outcome(fut: TaskFuture[Any], raise_on_failure: bool = True) -> Any:
+    """A final future's value (or its exception: raised, or returned if not
+    `raise_on_failure`); marks it observed."""
+    return fut._outcome(raise_on_failure)
+
+
+def block_until_final(fut: TaskFuture[Any], timeout: float | None = None) -> bool:
+    """Block this thread until `fut` is final (True) or `timeout` passes (False); a
+    `WouldDeadlock` where that could never end (see `check_can_block`)."""
+    return fut._wait(timeout)
+
+
+def check_not_self(fut: TaskFuture[Any]) -> None:
+    """`CircularDependency` if the task run executing here is `fut`'s own."""
+    fut._check_not_self()
+
+
+def check_can_block(fut: TaskFuture[Any]) -> None:
+    """Raise instead of blocking on `fut` where blocking could never end."""
+    fut._check_can_block()
 
 
 def suspend_until_final(fut: TaskFuture[Any], timeout: float | None) -> Generator[Any, None, None]:

@@ -2,6 +2,7 @@
 
 Both register one done callback per pending future; the sync side blocks on a
 threading primitive, the async side on an asyncio future of the caller's loop.
+`drain` / `drain_async` wait until a scope has no unfinished run left.
 
     >>> done, not_done = wait(futures, timeout=5)          # doctest: +SKIP
     >>> done, not_done = await wait(futures, timeout=5)
@@ -12,17 +13,26 @@ threading primitive, the async side on an asyncio future of the caller's loop.
 from __future__ import annotations
 
 import asyncio
+import math
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from typing import Any, NamedTuple
 
 from . import _validate
 from ._context import enter_blocking, exit_blocking, sync_scope
-from ._future import TaskFuture, iter_futures
+from ._future import Suspend, TaskFuture, iter_futures
 
-__all__ = ("AsCompleted", "DoneAndNotDone", "WaitCall", "as_completed", "wait")
+__all__ = (
+    "AsCompleted",
+    "DoneAndNotDone",
+    "WaitCall",
+    "as_completed",
+    "drain",
+    "drain_async",
+    "wait",
+)
 
 _get_running_loop = asyncio._get_running_loop
 
@@ -100,6 +110,31 @@ def _wait_async(
             for fut in pending:
                 fut._remove_callback(countdown)
     return _split(futures)
+
+
+# ---- draining a scope: the one way to wait until every run of a scope is final -------
+
+
+def drain(unfinished: Callable[[], list[TaskFuture[Any]]]) -> None:
+    """Block until `unfinished()` is empty: the futures it gives are final, and so are
+    those added meanwhile (the runs of a scope may submit more)."""
+    while futures := unfinished():
+        _wait_sync(futures, None)
+
+
+async def drain_async(
+    unfinished: Callable[[], list[TaskFuture[Any]]], timeout: float | None = None
+) -> int:
+    """`drain` for async code, bounded by `timeout`: how many are unfinished (0: none)."""
+    loop = asyncio.get_running_loop()
+    deadline = math.inf if timeout is None else loop.time() + timeout
+    while futures := unfinished():
+        for fut in futures:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return len(unfinished())
+            await Suspend(fut, None if remaining == math.inf else remaining)
+    return 0
 
 
 def _set(waiter: asyncio.Future[None]) -> None:

@@ -102,6 +102,11 @@ class WorkerPool:
     def thread_count(self) -> int:
         return len(self._threads)
 
+    def threads(self) -> list[threading.Thread]:
+        """Its worker threads (an abandoned one is not its any more)."""
+        with self._lock:
+            return list(self._threads)
+
     def abandon(self, arg: Any) -> bool:
         """Give up on the worker running the item `arg`: it leaves the pool now (a new
         thread may take its slot; `shutdown` will not join it) and retires when `arg`

@@ -1,13 +1,11 @@
-"""The `TaskRunner` contract, shared bookkeeping, and which runner a submission uses.
+"""The `TaskRunner` contract and the bookkeeping every runner shares.
 
 A runner is a structured scope: `with runner:` / `async with runner:` starts its
-resources, makes it the target of `.submit()` in that context, and on exit waits for
-every run it accepted (cancelling the ones not started if the block raised), then
-reports failures nobody looked at.
-
-Which runner `.submit()` uses, innermost first: the runner of the task run that is
-submitting (nested submission), the runner entered in this context (a flow's, or
-`with runner:`), else the process-wide default `ThreadPoolTaskRunner`.
+resources, makes it the target of `.submit()` in that context (see `_current`), and
+on exit waits for every run it accepted (cancelling the ones not started if the block
+raised), then reports failures nobody looked at. A runner that lives as long as a
+process or an app (the default runner, a web engine's) is started and stopped
+unscoped instead: `start_unscoped()` / `stop_unscoped()`.
 """
 
 from __future__ import annotations
@@ -21,16 +19,36 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .._arguments import allow_failure, expand_map, find_upstreams, resolve
-from .._core import _engine, _portal, _signals, _validate
-from .._core._attempt import CancelReason
-from .._core._context import current_run, sync_scope
-from .._core._exceptions import CircularDependency, RunnerNotStarted
-from .._core._future import FutureList, Suspend, TaskFuture
-from .._core._policy import PendingLimit
-from .._core._run import NO_OPTIONS, RunOptions
-from .._core._states import StateType
+from .._core import (
+    NO_OPTIONS,
+    CancelReason,
+    CircularDependency,
+    FutureList,
+    PendingLimit,
+    Run,
+    RunnerNotStarted,
+    RunOptions,
+    StateType,
+    TaskFuture,
+    check_count,
+    claim_sigterm,
+    crashed,
+    current_run,
+    drain,
+    drain_async,
+    engine_loop,
+    error_of,
+    release_sigterm,
+    state_of,
+    stop_runs,
+    submit_run,
+    sync_scope,
+    terminating,
+    was_observed,
+)
 from ..settings import get_settings
 from ._by_name import task_function_ref
+from ._current import entered, entered_runner, sigterm_enabled
 
 if TYPE_CHECKING:  # for the overloads only: _tasks imports this module
     from .._tasks import Task
@@ -40,8 +58,7 @@ __all__ = (
     "TaskRunner",
     "TaskSpec",
     "check_max_workers",
-    "current_runner",
-    "entered_runner",
+    "entered_runner",  # lives in _current; tests/test_process.py imports it from here
     "new_run",
     "wait_for_upstreams",
 )
@@ -52,10 +69,6 @@ T = TypeVar("T")
 Self_ = TypeVar("Self_", bound="TaskRunner")
 
 _REPORTED = (StateType.FAILED, StateType.CRASHED)
-
-_entered: contextvars.ContextVar[TaskRunner | None] = contextvars.ContextVar(
-    "asyncflow_runner", default=None
-)
 
 
 class TaskSpec(abc.ABC):
@@ -139,8 +152,8 @@ def new_run(
     parameters: dict[str, Any],
     rebuild: bool,
     loop: asyncio.AbstractEventLoop | None,
-) -> _engine.Run:
-    return _engine.Run(
+) -> Run:
+    return Run(
         TaskFuture(task.name),
         Call(task, parameters, rebuild),
         task.run_options,
@@ -150,30 +163,12 @@ def new_run(
     )
 
 
-def entered_runner() -> TaskRunner | None:
-    return _entered.get()
-
-
-def current_runner() -> TaskRunner:
-    """The runner a `.submit()` made here goes to."""
-    run = current_run.get()
-    if run is not None:
-        owner: TaskRunner = run.owner
-        return owner
-    runner = _entered.get()
-    if runner is not None:
-        return runner
-    from ._thread import default_runner  # here, not at the top: _thread imports this module
-
-    return default_runner()
-
-
 def check_max_workers(max_workers: int | None, configured: int | None, fallback: int) -> int:
     """A runner's `max_workers`: the argument, else the environment setting, else the
     runner's own default; a clear error for anything but a positive int."""
     if max_workers is None:
         max_workers = configured or fallback
-    return _validate.count("max_workers", max_workers, minimum=1)
+    return check_count("max_workers", max_workers, minimum=1)
 
 
 def _check_not_circular(fut: TaskFuture[Any], task_name: str) -> None:
@@ -188,27 +183,37 @@ def _check_not_circular(fut: TaskFuture[Any], task_name: str) -> None:
 
 
 class TaskRunner(abc.ABC):
-    """Runs tasks. Use as `with runner:` or `async with runner:` (or via `@flow`)."""
+    """Runs tasks. Use as `with runner:` or `async with runner:` (or via `@flow`).
+
+    For asyncflow's own modules (not users): `started`, `unfinished()`, `submit_checked`,
+    `abandon`, and the unscoped lifecycle `start_unscoped` / `refuse_submissions` /
+    `stop_unscoped` of runners that live as long as a process or an app.
+    """
 
     def __init__(self, *, max_pending_runs: int | None = None) -> None:
         if max_pending_runs is None:
             max_pending_runs = get_settings().max_pending_runs
         else:
-            _validate.count("max_pending_runs", max_pending_runs, minimum=1)
+            check_count("max_pending_runs", max_pending_runs, minimum=1)
         # None (the default) costs `.submit()` one attribute check.
         self._pending_limit = None if max_pending_runs is None else PendingLimit(max_pending_runs)
         self._started = False
-        self._inflight: set[_engine.Run] = set()
+        self._inflight: set[Run] = set()
         self._failed: list[TaskFuture[Any]] = []
         self._track_failures = True
         self._abandoned = False  # set on Ctrl-C: do not wait for threads on the way out
-        self._sigterm_claims: list[bool] = []  # per entry: did it claim SIGTERM (_signals)?
+        self._sigterm_claims: list[bool] = []  # per entry: did it claim SIGTERM (_core)?
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tokens: list[tuple[contextvars.Token[Any], ...]] = []
 
     @property
     def name(self) -> str:
         return type(self).__name__
+
+    @property
+    def started(self) -> bool:
+        """True while the runner accepts submissions."""
+        return self._started
 
     @abc.abstractmethod
     def duplicate(self: Self_) -> Self_:
@@ -223,7 +228,7 @@ class TaskRunner(abc.ABC):
         """Release them; every accepted run is final by now."""
 
     @abc.abstractmethod
-    def start_run(self, run: _engine.Run) -> None:
+    def start_run(self, run: Run) -> None:
         """Begin executing `run` (the engine calls this once its upstreams are final)."""
 
     @property
@@ -232,21 +237,21 @@ class TaskRunner(abc.ABC):
         `_stop_resources` should not wait for work it could not stop."""
         return self._abandoned
 
-    def can_stop(self, run: _engine.Run) -> bool:
+    def can_stop(self, run: Run) -> bool:
         """Can this runner interrupt `run`'s executing attempt (kill its worker,
         cancel it remotely)? The default, False, suits runners that execute calls on
         threads: a cancel leaves the attempt running, a deadline abandons it."""
         return False
 
-    def stop_running(self, run: _engine.Run) -> None:  # noqa: B027  (optional hook)
+    def stop_running(self, run: Run) -> None:  # noqa: B027  (optional hook)
         """Interrupt `run`'s executing attempt (only asked after `can_stop` said yes);
         report its outcome afterwards as usual."""
 
-    def release_run(self, run: _engine.Run) -> None:
+    def release_run(self, run: Run) -> None:
         # set.add/discard and list.append are atomic (the GIL, or per-object locks on
         # free-threaded builds): no runner lock on this per-task path.
         self._inflight.discard(run)
-        if self._track_failures and run.future._state.type in _REPORTED:
+        if self._track_failures and state_of(run.future).type in _REPORTED:
             self._failed.append(run.future)
 
     # ---- submission --------------------------------------------------------------------
@@ -294,9 +299,9 @@ class TaskRunner(abc.ABC):
                 f"{self.name}.submit() expects a task (a function decorated with @task), "
                 f"got {type(task).__name__}: {task!r}"
             )
-        return self._submit_bound(task, dict(parameters), wait_for)
+        return self.submit_checked(task, dict(parameters), wait_for)
 
-    def _submit_bound(
+    def submit_checked(
         self, task: TaskSpec, params: dict[str, Any], wait_for: Iterable[Any] | None = None
     ) -> TaskFuture[Any]:
         """`submit` once `task` is known to be a task and `params` a fresh dict (the
@@ -345,9 +350,9 @@ class TaskRunner(abc.ABC):
         run = new_run(self, task, params, rebuild, loop)
         self._inflight.add(run)
         try:
-            _engine.submit(run, upstreams)
+            submit_run(run, upstreams)
         except BaseException as exc:
-            _engine.crashed(run, exc)
+            crashed(run, exc)
             raise
         return run.future
 
@@ -406,16 +411,41 @@ class TaskRunner(abc.ABC):
 
         Returns how many were cancelled.
         """
-        return _engine.stop_runs(self._pending_runs(), CancelReason.CANCELLED, pending_only=True)
+        return stop_runs(self.pending_runs(), CancelReason.CANCELLED, pending_only=True)
 
     def _cancel_running(self) -> None:
         """Stop every run that can be stopped: those not started end Cancelled, async
         runs are cancelled, runs the runner can stop (a process worker is killed) are
         stopped through it; running thread runs go on (a thread cannot be interrupted)."""
-        _engine.stop_runs(self._pending_runs(), CancelReason.CANCELLED)
+        stop_runs(self.pending_runs(), CancelReason.CANCELLED)
 
     def _async_loop(self) -> asyncio.AbstractEventLoop:
-        return self._loop if self._loop is not None else _portal.get_loop()
+        return self._loop if self._loop is not None else engine_loop()
+
+    # ---- unscoped lifecycle: runners as long-lived as a process or an app ---------------
+    def start_unscoped(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Start without entering a scope: submissions reach it through `_current` (the
+        default, installed or named runner), not this context. Async runs submitted
+        outside flows go to `loop` (None: the engine loop). Failures are not collected
+        (a list of every failed run of a process's life would grow without bound)."""
+        if self._started:
+            raise RuntimeError(f"{self.name} is already started; use runner.duplicate()")
+        self._loop = loop
+        self._track_failures = False
+        self._start_resources()
+        self._started = True
+
+    def refuse_submissions(self) -> None:
+        """From now on `.submit()` raises and shared scopes end new runs Cancelled."""
+        self._started = False
+
+    def stop_unscoped(self) -> None:
+        """Release the resources of `start_unscoped` (drain or `abandon` first)."""
+        self._started = False
+        try:
+            self._stop_resources()
+        finally:
+            self._loop = None
 
     # ---- lifecycle ---------------------------------------------------------------------
     def _enter(self, loop: asyncio.AbstractEventLoop | None) -> None:
@@ -424,9 +454,9 @@ class TaskRunner(abc.ABC):
         self._loop = loop
         self._start_resources()
         self._started = True
-        self._sigterm_claims.append(_signals.claim(_sigterm_enabled))
+        self._sigterm_claims.append(claim_sigterm(sigterm_enabled))
         self._tokens.append(
-            (_entered.set(self), current_run.set(None), sync_scope.set(loop is None))
+            (entered.set(self), current_run.set(None), sync_scope.set(loop is None))
         )
 
     def _leave(self) -> None:
@@ -435,10 +465,10 @@ class TaskRunner(abc.ABC):
             self._stop_resources()
         finally:
             if self._sigterm_claims.pop():
-                _signals.release()
+                release_sigterm()
             self._loop = None
             runner_token, run_token, scope_token = self._tokens.pop()
-            _entered.reset(runner_token)
+            entered.reset(runner_token)
             current_run.reset(run_token)
             sync_scope.reset(scope_token)
             self._report_failures()
@@ -446,16 +476,21 @@ class TaskRunner(abc.ABC):
     def _report_failures(self) -> None:
         failed, self._failed = self._failed, []
         for fut in failed:
-            if not fut._observed:
+            if not was_observed(fut):
                 logger.error(
                     "task %r failed and nothing looked at its result: %s",
                     fut.name,
-                    fut._state.message,
-                    exc_info=fut._exception,
+                    state_of(fut).message,
+                    exc_info=error_of(fut),
                 )
 
-    def _pending_runs(self) -> list[_engine.Run]:
+    def pending_runs(self) -> list[Run]:
+        """The runs accepted and not final yet."""
         return list(self._inflight)
+
+    def unfinished(self) -> list[TaskFuture[Any]]:
+        """Their futures (what `drain` waits for)."""
+        return [run.future for run in list(self._inflight)]
 
     def __enter__(self: Self_) -> Self_:
         self._enter(None)
@@ -468,40 +503,36 @@ class TaskRunner(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         try:
-            if _signals.terminating() or (
-                exc_type is not None and not issubclass(exc_type, Exception)
-            ):
+            if terminating() or (exc_type is not None and not issubclass(exc_type, Exception)):
                 # Ctrl-C / SIGTERM / SystemExit: stop now. Runs still on threads are
                 # abandoned (their futures end Cancelled; daemon threads do not hold up exit).
-                self._abandon(_interrupt_reason(exc_type))
+                self.abandon(_interrupt_reason(exc_type))
                 return
             if exc_type is not None:
                 self.cancel_all()
                 self._cancel_running()
             try:
-                while runs := self._pending_runs():
-                    for run in runs:
-                        run.future._wait(None)
+                drain(self.unfinished)
             except BaseException as interrupt:  # Ctrl-C / SIGTERM while waiting for runs
-                self._abandon(_interrupt_reason(type(interrupt)))
+                self.abandon(_interrupt_reason(type(interrupt)))
                 raise
         finally:
             self._leave()
 
-    def _abandon(self, reason: str) -> None:
-        """Ctrl-C or SIGTERM: stop everything now; runs still on threads end Cancelled
-        at once and their threads are not joined."""
+    def abandon(self, reason: str, cause: CancelReason = CancelReason.INTERRUPTED) -> None:
+        """Stop everything now (Ctrl-C, SIGTERM, a shutdown's grace ran out): runs still
+        on threads end Cancelled at once and their threads are not joined."""
         self._abandoned = True
-        _engine.stop_runs(self._pending_runs(), CancelReason.INTERRUPTED, reason)
+        stop_runs(self.pending_runs(), cause, reason)
 
     def time_out_all(self, seconds: float | None) -> None:
         """A flow's deadline passed: runs not started end Cancelled; running ones end
         TimedOut (async and process runs are stopped, thread runs abandoned: their
         threads are not joined on exit)."""
         self._abandoned = True
-        runs = self._pending_runs()
-        _engine.stop_runs(runs, CancelReason.CANCELLED, pending_only=True)
-        _engine.stop_runs(runs, CancelReason.TIMED_OUT, seconds=seconds)
+        runs = self.pending_runs()
+        stop_runs(runs, CancelReason.CANCELLED, pending_only=True)
+        stop_runs(runs, CancelReason.TIMED_OUT, seconds=seconds)
 
     async def __aenter__(self: Self_) -> Self_:
         self._enter(asyncio.get_running_loop())
@@ -514,54 +545,38 @@ class TaskRunner(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         try:
-            if _signals.terminating() or (
+            if terminating() or (
                 exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit))
             ):
-                self._abandon(_interrupt_reason(exc_type))  # as `__exit__` does
+                self.abandon(_interrupt_reason(exc_type))  # as `__exit__` does
                 return
             if exc_type is not None:
                 self.cancel_all()
                 self._cancel_running()
-            while runs := self._pending_runs():
-                for run in runs:
-                    try:
-                        await Suspend(run.future)
-                    except asyncio.CancelledError:
-                        if _signals.terminating():  # asyncio.run cancels us on its way out
-                            self._abandon(_interrupt_reason(None))
-                            raise
-                        # Cancelled while draining: stop what we can, then keep draining
-                        # so no run outlives its scope, and re-raise at the end.
-                        self.cancel_all()
-                        self._cancel_running()
-                        await _drain_shielded(self)
-                        raise
-                    except BaseException as interrupt:  # Ctrl-C / SIGTERM while waiting
-                        self._abandon(_interrupt_reason(type(interrupt)))
-                        raise
+            try:
+                await drain_async(self.unfinished)
+            except asyncio.CancelledError:
+                if terminating():  # asyncio.run cancels us on its way out
+                    self.abandon(_interrupt_reason(None))
+                    raise
+                # Cancelled while draining: stop what we can, then keep draining so no
+                # run outlives its scope, and re-raise at the end.
+                self.cancel_all()
+                self._cancel_running()
+                await drain_async(self.unfinished)
+                raise
+            except BaseException as interrupt:  # Ctrl-C / SIGTERM while waiting
+                self.abandon(_interrupt_reason(type(interrupt)))
+                raise
         finally:
             self._leave()
 
 
-def _sigterm_enabled() -> bool:
-    return get_settings().handle_sigterm
-
-
 def _interrupt_reason(exc_type: type[BaseException] | None) -> str:
     """How futures abandoned on the way out say why (their Cancelled message)."""
-    if _signals.terminating():
+    if terminating():
         return "interrupted by SIGTERM"
     return f"interrupted by {exc_type.__name__ if exc_type else 'an interrupt'}"
-
-
-async def _drain_shielded(runner: TaskRunner) -> None:
-    while runs := runner._pending_runs():
-        for run in runs:
-            await asyncio.shield(_wait_final(run.future))
-
-
-async def _wait_final(fut: TaskFuture[Any]) -> None:
-    await Suspend(fut)
 
 
 def wait_for_upstreams(wait_for: Any, task_name: str) -> list[tuple[TaskFuture[Any], bool]]:

@@ -13,11 +13,11 @@ import os
 import threading
 from collections.abc import Callable
 
-from .._core import _engine
+from .._core import Run, cancelled
 from ._base import TaskRunner
-from ._thread import default_runner
+from ._current import default_runner, named_runner
 
-__all__ = ("SharedTaskRunner",)
+__all__ = ("SharedTaskRunner", "scopes")
 
 
 # ---- flow scopes over the shared runner ------------------------------------------------
@@ -27,6 +27,10 @@ class _Scopes:
     """The flow scopes currently running on some shared runner (thread-safe)."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Empty, with a fresh lock (also in a forked child: no scope is open there)."""
         self._lock = threading.Lock()
         self._live: set[SharedTaskRunner] = set()
         self._on_exit: list[Callable[[], object]] = []
@@ -44,7 +48,7 @@ class _Scopes:
 
     def on(self, shared: list[TaskRunner]) -> list[SharedTaskRunner]:
         with self._lock:
-            return [s for s in self._live if any(s._shared is r for r in shared)]
+            return [s for s in self._live if any(s.shared is r for r in shared)]
 
     def subscribe(self, wake: Callable[[], object]) -> None:
         with self._lock:
@@ -55,24 +59,9 @@ class _Scopes:
             self._on_exit.remove(wake)
 
 
-_scopes = _Scopes()
-
-
-# Named shared runners of the running engines (`SharedTaskRunner("cpu")` finds them).
-_named: dict[str, TaskRunner] = {}
-_named_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    # The parent's flow scopes and engines do not exist in a forked child. Reset in
-    # place: other modules hold these very objects.
-    _scopes.__init__()  # type: ignore[misc]  # (re-initialising in place, on purpose)
-    _named.clear()
-    _named_lock._at_fork_reinit()  # type: ignore[attr-defined]  # (private; typeshed omits it)
-
-
+scopes = _Scopes()
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(after_in_child=scopes.reset)
 
 
 class SharedTaskRunner(TaskRunner):
@@ -120,8 +109,7 @@ class SharedTaskRunner(TaskRunner):
             if isinstance(shared, SharedTaskRunner):
                 raise TypeError("a SharedTaskRunner cannot be installed as the default runner")
         else:
-            with _named_lock:
-                found = _named.get(self.runner_name)
+            found = named_runner(self.runner_name)
             if found is None:
                 raise RuntimeError(
                     f"no running asyncflow engine has a runner named {self.runner_name!r}: "
@@ -130,29 +118,29 @@ class SharedTaskRunner(TaskRunner):
                 )
             shared = found
         self._shared = shared
-        _scopes.add(self)
+        scopes.add(self)
 
     def _stop_resources(self) -> None:
-        _scopes.discard(self)
+        scopes.discard(self)
         self._shared = None
 
-    def start_run(self, run: _engine.Run) -> None:
+    def start_run(self, run: Run) -> None:
         shared = self._shared
-        if shared is None or not shared._started:
-            _engine.cancelled(run, "cancelled: the shared runner shut down before it started")
+        if shared is None or not shared.started:
+            cancelled(run, "cancelled: the shared runner shut down before it started")
             return
         shared.start_run(run)
 
-    def can_stop(self, run: _engine.Run) -> bool:
+    def can_stop(self, run: Run) -> bool:
         shared = self._shared
         return shared.can_stop(run) if shared is not None else False
 
-    def stop_running(self, run: _engine.Run) -> None:
+    def stop_running(self, run: Run) -> None:
         shared = self._shared
         if shared is not None:
             shared.stop_running(run)
 
-    def release_run(self, run: _engine.Run) -> None:
+    def release_run(self, run: Run) -> None:
         super().release_run(run)
         shared = self._shared
         if shared is not None:

@@ -16,21 +16,14 @@ background engine loop.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 
-from .._core import _engine, _portal, _signals
-from .._core._attempt import CancelReason
-from .._core._workers import WorkerPool
+from .._core import CancelReason, Run, WorkerPool, cancelled, execute_sync, start_on_loop
 from ..settings import get_settings
 from ._base import TaskRunner, check_max_workers
+from ._current import set_default_factory
 
-__all__ = (
-    "ThreadPoolTaskRunner",
-    "default_runner",
-    "install_default_runner",
-    "installed_runner",
-)
+__all__ = ("ThreadPoolTaskRunner",)
 
 
 def _default_max_workers() -> int:
@@ -42,48 +35,56 @@ class ThreadPoolTaskRunner(TaskRunner):
     """Runs sync tasks on up to `max_workers` threads and async tasks on a loop.
 
     `max_workers` defaults to `ASYNCFLOW_TASK_RUNNER_THREAD_POOL_MAX_WORKERS`, else
-    `min(32, cpu_count + 4)`.
+    `min(32, cpu_count + 4)`. Worker threads are named `{thread_name_prefix}-N`, as
+    `concurrent.futures.ThreadPoolExecutor`'s.
     """
 
-    def __init__(self, max_workers: int | None = None) -> None:
+    def __init__(
+        self, max_workers: int | None = None, *, thread_name_prefix: str = "asyncflow-worker"
+    ) -> None:
         super().__init__()
         max_workers = check_max_workers(
             max_workers, get_settings().thread_pool_max_workers, _default_max_workers()
         )
         self._max_workers = max_workers
         self._pool: WorkerPool | None = None
-        self._thread_name = "asyncflow-worker"
+        self.thread_name_prefix = thread_name_prefix
 
     @property
     def max_workers(self) -> int:
         return self._max_workers
 
     def duplicate(self) -> ThreadPoolTaskRunner:
-        return type(self)(max_workers=self._max_workers)
+        return type(self)(self._max_workers, thread_name_prefix=self.thread_name_prefix)
 
     def __repr__(self) -> str:
         return f"ThreadPoolTaskRunner(max_workers={self._max_workers})"
 
     def _start_resources(self) -> None:
-        self._pool = WorkerPool(self._max_workers, self._thread_name)
+        self._pool = WorkerPool(self._max_workers, self.thread_name_prefix)
 
     def _stop_resources(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=not self._abandoned)
 
-    def start_run(self, run: _engine.Run) -> None:
+    def start_run(self, run: Run) -> None:
         if run.is_async:
             assert run.loop is not None
-            _engine.start_on_loop(run, run.loop)
+            start_on_loop(run, run.loop)
             return
         pool = self._pool
         if pool is None:
-            _engine.cancelled(run, "cancelled: its runner shut down before it started")
+            cancelled(run, "cancelled: its runner shut down before it started")
             return
-        pool.submit(_engine.execute_sync, run)
+        pool.submit(execute_sync, run)
 
-    def release_run(self, run: _engine.Run) -> None:
+    @property
+    def worker_threads(self) -> list[threading.Thread]:
+        """The pool's live worker threads (empty when not started)."""
+        return [] if self._pool is None else self._pool.threads()
+
+    def release_run(self, run: Run) -> None:
         super().release_run(run)
         # A running thread cannot be stopped. But a run that timed out must not keep
         # its slot, nor be joined: its worker is abandoned (a no-op once the call has
@@ -96,89 +97,8 @@ class ThreadPoolTaskRunner(TaskRunner):
                 pool.abandon(run)
 
 
-# ---- the process-wide default runner ---------------------------------------------------
-
-_default: ThreadPoolTaskRunner | None = None
-_default_lock = threading.Lock()
-# A started runner an application installed as the default (e.g. in a web server's
-# lifespan, so request handlers share it); takes precedence over `_default`.
-_installed: TaskRunner | None = None
+def _default_runner() -> ThreadPoolTaskRunner:
+    return ThreadPoolTaskRunner(thread_name_prefix="asyncflow-default")
 
 
-def install_default_runner(runner: TaskRunner | None) -> TaskRunner | None:
-    """Make a started `runner` the default for `.submit()` outside flows; None restores
-    the built-in default. Returns the previously installed runner."""
-    global _installed
-    if runner is not None and not runner._started:
-        raise RuntimeError(f"{runner.name} must be started before it is installed as default")
-    previous, _installed = _installed, runner
-    return previous
-
-
-def installed_runner() -> TaskRunner | None:
-    """The runner an application installed as the default, if any."""
-    return _installed
-
-
-def default_runner() -> TaskRunner:
-    """The runner used by `.submit()` outside any flow or `with runner:` block.
-
-    Started on first use; at interpreter exit it waits for its runs, then stops.
-    """
-    runner: TaskRunner | None = _installed or _default
-    if runner is not None:
-        return runner
-    with _default_lock:
-        if _default is None:
-            _create_default()
-        assert _default is not None
-        return _default
-
-
-def _create_default() -> None:
-    global _default
-    runner = ThreadPoolTaskRunner()
-    runner._thread_name = "asyncflow-default"
-    runner._track_failures = False  # process-wide: would grow for ever
-    runner._start_resources()
-    runner._started = True
-    # Process-wide, so its SIGTERM claim (if any) lasts until the interpreter exits.
-    runner._sigterm_claims.append(_signals.claim(lambda: get_settings().handle_sigterm))
-    _default = runner
-
-
-def _shutdown_default() -> None:
-    global _default
-    with _default_lock:
-        runner, _default = _default, None
-    try:
-        if runner is not None:
-            runner._started = False
-            if _interrupted():
-                runner._abandon("interrupted: the program is exiting")
-            while runs := runner._pending_runs():
-                for run in runs:
-                    run.future._wait(None)
-            runner._stop_resources()
-            if runner._sigterm_claims.pop():
-                _signals.release()
-    finally:
-        _portal.stop()
-
-
-def _interrupted() -> bool:
-    """Is the program exiting because of SIGTERM, or of a Ctrl-C nobody caught? Then
-    the default runner's runs are abandoned (Cancelled) rather than waited for."""
-    return _signals.terminating() or isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
-
-
-def _after_fork_in_child() -> None:
-    global _default, _default_lock, _installed
-    _default = _installed = None
-    _default_lock = threading.Lock()
-
-
-# Runs before non-daemon threads are joined at exit, like concurrent.futures' pools.
-threading._register_atexit(_shutdown_default)  # type: ignore[attr-defined]
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+set_default_factory(_default_runner)  # the process-wide default (see _current)

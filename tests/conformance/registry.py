@@ -56,6 +56,9 @@ class Capabilities:
     # queues it; "Running" where it is handed to an engine at once that does not say
     # when it starts (Dask: the run is RUNNING once submitted to the scheduler).
     queued_state_name: str = "Pending"
+    # False where the runner hands runs to an engine that schedules them itself (Dask):
+    # a run "queued" behind full slots may run anyway, so only weaker rules hold.
+    queue_is_ours: bool = True
     # Tasks blocked on their children may fill every slot without a deadlock.
     nests_past_its_slots: bool = True
     # Known defects: topic -> reason (see `expect_defect`).
@@ -158,6 +161,7 @@ RUNNERS: dict[str, RunnerKind] = {
             cancel_running_sync="abandoned",
             in_process=True,  # an in-process LocalCluster (processes=False)
             queued_state_name="Running",
+            queue_is_ours=False,
         ),
         allow_threads=DASK_THREADS,
         session_fixtures=("dask_cluster",),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import WAIT, FileGate, ident, wait_gone
+from helpers import WAIT, FileGate, ident, wait_for_state, wait_gone
 
 from asyncflow import TaskFuture, exceptions
 from asyncflow.task_runners import TaskRunner
@@ -46,6 +46,7 @@ def hold_every_slot(tmp_path: Path) -> Held:
     releases[0].open()
     assert first[0].result(timeout=WAIT) == pids[0]
     pids = [*pids[1:], int(started[SLOTS].wait())]
+    wait_for_state(successor, "Running")  # a process run reports it a moment later
     return Held([*first[1:], successor], releases[1:], pids, queued)
 
 
@@ -57,8 +58,12 @@ def test_a_queued_run_waits_in_the_queued_state(
         held = hold_every_slot(tmp_path)
         try:
             assert [f.state.name for f in held.running] == ["Running"] * SLOTS
-            assert [f.state.name for f in held.queued] == [caps.queued_state_name] * QUEUED
-            assert not any(f.done() for f in held.queued)
+            if caps.queue_is_ours:
+                assert [f.state.name for f in held.queued] == [caps.queued_state_name] * QUEUED
+                assert not any(f.done() for f in held.queued)
+            else:  # the engine schedules them itself: queued, running, or even done
+                names = {f.state.name for f in held.queued}
+                assert names <= {caps.queued_state_name, "Completed"}, names
         finally:
             held.release_all()
         assert [f.result(timeout=WAIT) for f in held.queued] == list(range(QUEUED))
@@ -73,7 +78,13 @@ def test_cancelling_a_queued_run_cancels_it_and_nothing_else(
         try:
             victim = held.queued[0]
             downstream = ident.submit(victim)
-            assert victim.cancel() is True
+            cancelled = victim.cancel()
+            if not caps.queue_is_ours and not cancelled:  # the engine ran it already
+                assert victim.state.is_completed()
+                held.release_all()
+                assert downstream.result(timeout=WAIT) == 0
+                return
+            assert cancelled is True
             assert victim.state.is_cancelled()
             assert victim.state.name == "Cancelled"
         finally:

@@ -1,7 +1,8 @@
 """Embedding asyncflow in a web server: one shared engine per app, graceful shutdown.
 
-Framework-free: this module speaks plain asyncio and ASGI dicts, so it works for any
-ASGI app (Starlette, FastAPI, Quart, Litestar, a bare ASGI callable).
+Framework-free: this module speaks plain asyncio, so it works for any ASGI app
+(Starlette, FastAPI, Quart, Litestar, a bare ASGI callable); `_asgi` holds the
+middleware.
 
 * `Engine` (made by `engine(...)`) is an async context manager for the app's
   lifespan. Entering it starts one `ThreadPoolTaskRunner` (or the runner you give) on
@@ -18,8 +19,10 @@ ASGI app (Starlette, FastAPI, Quart, Litestar, a bare ASGI callable).
   (a thread cannot be killed: `asyncflow.check_cancelled()` lets a long sync task stop
   early; otherwise its daemon thread is abandoned and not joined), process runs are
   stopped by their runner. Idle worker threads are joined.
-* `ShutdownErrorMiddleware` wraps any ASGI app so that a request cut short by the
-  server's shutdown gets a 503 with a plain-text reason instead of a bare 500.
+
+The runners are started unscoped (`TaskRunner.start_unscoped`): request handlers run
+in other tasks (other contexts), so they reach them as the installed default or by
+name (`_current`), not through a `with` block.
 """
 
 from __future__ import annotations
@@ -29,19 +32,16 @@ import contextlib
 import logging
 import math
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
-from typing import Any
 
-from ._core import _engine, _validate
-from ._core._attempt import CancelReason
-from ._core._exceptions import TaskCancelled
-from ._core._waiting import wait
+from ._core import CancelReason, Run, TaskFuture, check_timeout, drain_async, stop_runs, wait
 from ._runners._base import TaskRunner
-from ._runners._shared import SharedTaskRunner, _named, _named_lock, _scopes
-from ._runners._thread import ThreadPoolTaskRunner, install_default_runner
+from ._runners._current import add_named_runners, install_default_runner, remove_named_runners
+from ._runners._shared import SharedTaskRunner, scopes
+from ._runners._thread import ThreadPoolTaskRunner
 
-__all__ = ("Engine", "SharedTaskRunner", "ShutdownErrorMiddleware", "engine")
+__all__ = ("Engine", "engine", "latest_engine")
 
 logger = logging.getLogger("asyncflow")
 
@@ -51,19 +51,16 @@ THREAD_NAME = "asyncflow-web"
 # stops. Everything they wait for is final by then, so this is rarely reached.
 CLEANUP_SECONDS = 2.0
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+_latest: Engine | None = None  # the engine entered last: `ShutdownErrorMiddleware`'s default
 
 
-# ---- the engine ------------------------------------------------------------------------
+def latest_engine() -> Engine | None:
+    return _latest
 
 
 def _check_grace(grace_seconds: object) -> float:
     """A timeout (`_validate.timeout`), kept as a float: inf (or None) waits for every run."""
-    seconds = _validate.timeout("grace_seconds", grace_seconds)
+    seconds = check_timeout("grace_seconds", grace_seconds)
     return math.inf if seconds is None else seconds
 
 
@@ -110,6 +107,7 @@ class Engine:
         self._runners: dict[str, TaskRunner] = {}
         self._previous: TaskRunner | None = None
         self._closing = False
+        self._shutdown_started = False
 
     def __repr__(self) -> str:
         state = "running" if self._runner is not None else "stopped"
@@ -140,6 +138,12 @@ class Engine:
         """True from the moment shutdown begins until the engine has stopped."""
         return self._closing
 
+    @property
+    def shutdown_started(self) -> bool:
+        """True from the moment shutdown begins until the engine is entered again: a
+        handler's `TaskCancelled` in between is the shutdown's doing."""
+        return self._shutdown_started
+
     def in_flight(self) -> int:
         """Runs accepted and not yet final, on the engine's runners and in flow scopes."""
         return len(_pending(self._all()))
@@ -158,33 +162,26 @@ class Engine:
             yield
 
     async def __aenter__(self) -> Engine:
-        global _shutdown_seen
+        global _latest
         if self._runner is not None:
             raise RuntimeError("this asyncflow engine is already running")
-        with _named_lock:
-            taken = sorted(set(self._templates) & set(_named))
-            if taken:
-                raise RuntimeError(f"another running asyncflow engine has runner(s) {taken}")
         loop = asyncio.get_running_loop()
         started: list[TaskRunner] = []
         try:
-            runner = _start(self._default_template, loop, THREAD_NAME)
-            started.append(runner)
-            named = {}
-            for name, template in self._templates.items():
-                named[name] = _start(template, loop, f"{THREAD_NAME}-{name}")
-                started.append(named[name])
+            runner = _start(self._default_template, loop, THREAD_NAME, started)
+            named = {
+                name: _start(template, loop, f"{THREAD_NAME}-{name}", started)
+                for name, template in self._templates.items()
+            }
+            add_named_runners(named)
         except BaseException:
             for r in started:
-                r._started = False
-                r._stop_resources()
+                r.stop_unscoped()
             raise
-        with _named_lock:
-            _named.update(named)
         self._previous = install_default_runner(runner)
         self._runner, self._runners = runner, named
-        self._closing = False
-        _shutdown_seen = False
+        self._closing = self._shutdown_started = False
+        _latest = self
         return self
 
     async def __aexit__(
@@ -193,42 +190,38 @@ class Engine:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        global _shutdown_seen
         runners = self._all()
         if not runners:
             raise RuntimeError("this asyncflow engine is not running")
-        self._closing = True
-        _shutdown_seen = True
+        self._closing = self._shutdown_started = True
         try:
-            leftover = await _wait_until(runners, self.grace_seconds)
+            # Every run on the runners and in their flow scopes, even those submitted meanwhile.
+            leftover = await drain_async(lambda: _unfinished(runners), self.grace_seconds)
             if leftover:
                 await self._cancel_leftover(runners, leftover)
         finally:
             self._uninstall()
             if _pending(runners):  # e.g. the lifespan was cancelled while it waited
                 self._cancel_remaining(runners)
-            threads = _worker_threads(runners)
+            threads = [
+                t for r in runners if isinstance(r, ThreadPoolTaskRunner) for t in r.worker_threads
+            ]
             try:
                 for r in runners:  # joins idle workers; abandoned ones are not joined
-                    r._stop_resources()
+                    r.stop_unscoped()
                 await _wait_threads_exit(threads, CLEANUP_SECONDS)
             finally:
-                for r in runners:
-                    r._loop = None
                 self._runner, self._runners = None, {}
                 self._closing = False
 
     def _uninstall(self) -> None:
         runner = self._runner
-        if runner is not None and runner._started:
+        if runner is not None and runner.started:
             install_default_runner(self._previous)
             self._previous = None
-            with _named_lock:
-                for name, named in self._runners.items():
-                    if _named.get(name) is named:
-                        del _named[name]
+            remove_named_runners(self._runners)
             for r in self._all():
-                r._started = False  # from now on, late submissions end CANCELLED
+                r.refuse_submissions()  # from now on, late submissions end CANCELLED
 
     def _reason(self) -> str:
         return (
@@ -247,7 +240,7 @@ class Engine:
             owner.cancel_all()
         # Async runs: cancel, then give their cleanup (finally blocks) a moment.
         async_runs = [run for run in _pending(runners) if run.task is not None]
-        _engine.stop_runs(async_runs, CancelReason.SHUTDOWN, self._reason())
+        stop_runs(async_runs, CancelReason.SHUTDOWN, self._reason())
         if async_runs:
             await wait([run.future for run in async_runs], timeout=CLEANUP_SECONDS)
             here = [r.task for r in async_runs if r.loop is loop and r.task is not None]
@@ -259,35 +252,22 @@ class Engine:
 
     def _cancel_remaining(self, runners: list[TaskRunner]) -> None:
         """End every run still in flight CANCELLED, at once (threads are abandoned)."""
-        reason = self._reason()
-        for r in runners:
-            r._abandoned = True  # do not join threads still running abandoned runs
         for owner in _owners(runners):
-            # Thread runs are abandoned (check_cancelled() raises in them from now on);
-            # process runs have their workers killed; the rest end Cancelled at once.
-            _engine.stop_runs(owner._pending_runs(), CancelReason.SHUTDOWN, reason)
+            # Thread runs are abandoned (check_cancelled() raises in them from now on;
+            # their threads are not joined); process runs have their workers killed;
+            # the rest end Cancelled at once.
+            owner.abandon(self._reason(), CancelReason.SHUTDOWN)
 
 
-def _start(template: TaskRunner, loop: asyncio.AbstractEventLoop, threads: str) -> TaskRunner:
+def _start(
+    template: TaskRunner, loop: asyncio.AbstractEventLoop, threads: str, started: list[TaskRunner]
+) -> TaskRunner:
     runner = template.duplicate()
     if isinstance(runner, ThreadPoolTaskRunner):
-        runner._thread_name = threads
-    # Lives as long as the app: a list of every failed run would grow without bound.
-    runner._track_failures = False
-    # Started by hand rather than `async with runner`: request handlers run in other
-    # tasks (other contexts), so they reach it as the installed default or by name.
-    runner._loop = loop  # async runs submitted outside flows go to the server's loop
-    runner._start_resources()
-    runner._started = True
+        runner.thread_name_prefix = threads
+    runner.start_unscoped(loop)  # async runs submitted outside flows go to the server's loop
+    started.append(runner)
     return runner
-
-
-def _worker_threads(runners: list[TaskRunner]) -> list[threading.Thread]:
-    threads: list[threading.Thread] = []
-    for r in runners:
-        pool = getattr(r, "_pool", None)
-        threads.extend(getattr(pool, "_threads", ()))
-    return threads
 
 
 async def _wait_threads_exit(threads: list[threading.Thread], timeout: float) -> None:
@@ -307,27 +287,15 @@ async def _wait_threads_exit(threads: list[threading.Thread], timeout: float) ->
 
 
 def _owners(runners: list[TaskRunner]) -> list[TaskRunner]:
-    return [*runners, *_scopes.on(runners)]
+    return [*runners, *scopes.on(runners)]
 
 
-def _pending(runners: list[TaskRunner]) -> list[_engine.Run]:
-    runs: list[_engine.Run] = []
-    for owner in _owners(runners):
-        runs.extend(owner._pending_runs())
-    return runs
+def _pending(runners: list[TaskRunner]) -> list[Run]:
+    return [run for owner in _owners(runners) for run in owner.pending_runs()]
 
 
-async def _wait_until(runners: list[TaskRunner], grace: float) -> int:
-    """Wait up to `grace` seconds for every run on `runners` (and their flow scopes),
-    even those submitted meanwhile; return how many are still unfinished."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + grace
-    while runs := _pending(runners):
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            return len(runs)
-        await wait([run.future for run in runs], timeout=remaining)
-    return 0
+def _unfinished(runners: list[TaskRunner]) -> list[TaskFuture[object]]:
+    return [run.future for run in _pending(runners)]
 
 
 async def _wait_scopes_exit(runners: list[TaskRunner], timeout: float) -> None:
@@ -338,10 +306,10 @@ async def _wait_scopes_exit(runners: list[TaskRunner], timeout: float) -> None:
     def wake() -> None:
         loop.call_soon_threadsafe(changed.set)
 
-    _scopes.subscribe(wake)
+    scopes.subscribe(wake)
     try:
         deadline = loop.time() + timeout
-        while _scopes.on(runners):
+        while scopes.on(runners):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 logger.warning("asyncflow: flow scopes still open after shutdown cleanup")
@@ -350,7 +318,7 @@ async def _wait_scopes_exit(runners: list[TaskRunner], timeout: float) -> None:
                 await asyncio.wait_for(changed.wait(), remaining)
             changed.clear()
     finally:
-        _scopes.unsubscribe(wake)
+        scopes.unsubscribe(wake)
 
 
 def engine(
@@ -381,69 +349,3 @@ def engine(
         task_runner=task_runner,
         runners=runners,
     )
-
-
-# ---- ASGI: a clear error for requests cut short by shutdown ----------------------------
-
-# Set when an engine starts shutting down, cleared when one starts: a handler's
-# TaskCancelled in between is the shutdown's doing.
-_shutdown_seen = False
-
-_SHUTDOWN_BODY = (
-    b"503 Service Unavailable: the server shut down before this request finished "
-    b"(its work was cancelled after the grace period); retry it\n"
-)
-
-
-class ShutdownErrorMiddleware:
-    """ASGI middleware: a request cancelled by the server's shutdown gets a 503.
-
-    Servers cancel handlers still running when their graceful-shutdown timeout runs out
-    (uvicorn's `timeout_graceful_shutdown`); a handler also fails with
-    `exceptions.TaskCancelled` when an `Engine` cancels its work after the grace period.
-    Without this wrapper clients see a bare 500 or a dropped connection; with it, if no
-    response has started, they get `503` with a `Retry-After` header and a plain-text
-    reason. Other errors pass through untouched. Works for any ASGI app.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("type") != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal started
-            if message.get("type") == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        except asyncio.CancelledError:
-            if not started:
-                await _send_503(send)
-            raise
-        except TaskCancelled:
-            if started or not _shutdown_seen:
-                raise
-            await _send_503(send)
-
-
-async def _send_503(send: Send) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(_SHUTDOWN_BODY)).encode()),
-                (b"retry-after", b"1"),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": _SHUTDOWN_BODY})
