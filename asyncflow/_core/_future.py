@@ -292,6 +292,25 @@ def state_of(fut: TaskFuture[Any]) -> State:
     return fut._state
 
 
+def has_dependents(fut: TaskFuture[Any]) -> bool:
+    """Did a run register to wait for `fut` (its value is likely read elsewhere)?"""
+    return fut._has_dependents
+
+
+def is_deferred(fut: TaskFuture[Any]) -> bool:
+    """Is `fut`'s value still where its runner left it (a `Deferred`, not loaded)?"""
+    return type(fut._value) is Deferred
+
+
+def load_deferred(fut: TaskFuture[Any], value: Any = Deferred) -> None:
+    """Load a deferred value now: `value` if the runner fetched it, else by the
+    `Deferred`'s own loader (which may raise)."""
+    if value is Deferred:
+        fut._get_value()
+    else:
+        fut._value = value
+
+
 def error_of(fut: TaskFuture[Any]) -> BaseException | None:
     """The exception a final future ended with (None if it completed)."""
     return fut._exception

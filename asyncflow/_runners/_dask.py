@@ -42,9 +42,17 @@ from typing import Any
 
 import distributed
 
-from .._core._engine import Run
-from .._core._exceptions import ExitInWorker, SerializationError, TaskCrashed
-from .._core._future import Deferred, TaskFuture
+from .._core import (
+    Deferred,
+    ExitInWorker,
+    Run,
+    SerializationError,
+    TaskCrashed,
+    TaskFuture,
+    has_dependents,
+    is_deferred,
+    load_deferred,
+)
 from ._base import TaskRunner
 
 __all__ = ("DaskTaskRunner",)
@@ -204,7 +212,7 @@ class DaskTaskRunner(TaskRunner):
     def _fetch_values_left_on_cluster(self) -> None:
         """Values still on the cluster whose futures are alive come home (one gather)
         before the client closes; values nobody holds are simply released."""
-        lazy = [fut for fut in list(self._results) if type(fut._value) is Deferred]
+        lazy = [fut for fut in list(self._results) if is_deferred(fut)]
         if not lazy or self._client is None:
             return
         try:
@@ -212,12 +220,12 @@ class DaskTaskRunner(TaskRunner):
         except Exception:  # one was lost: keep what can be fetched
             for fut in lazy:
                 try:
-                    fut._get_value()
+                    load_deferred(fut)
                 except Exception as exc:
                     logger.error("the value of task %r is lost: %s", fut.name, exc)
             return
         for fut, value in zip(lazy, values, strict=True):
-            fut._value = value
+            load_deferred(fut, value)
 
     def _close_owned_cluster(self) -> None:
         cluster, self._owned_cluster = self._owned_cluster, None
@@ -314,10 +322,10 @@ class DaskTaskRunner(TaskRunner):
         # future; it is fetched only if someone reads it). The others (leaves, likely
         # read by the caller) are fetched now, one `gather` for the whole batch.
         for run, remote in done:
-            if run.future._has_dependents:
+            if has_dependents(run.future):
                 self._results[run.future] = remote
                 run.report_value(Deferred(functools.partial(_load_remote, run.name, remote)))
-        self._report_fetched([item for item in done if not item[0].future._has_dependents])
+        self._report_fetched([item for item in done if not has_dependents(item[0].future)])
         for run, remote in current:
             status = remote.status
             if status == "error":

@@ -34,8 +34,7 @@ import threading
 import warnings
 from typing import TYPE_CHECKING
 
-from .._core import _engine
-from .._core._states import StateType
+from .._core import Run, StateType, cancelled, state_of
 from ..settings import get_settings
 from ._base import TaskRunner, check_max_workers
 
@@ -119,13 +118,13 @@ class ProcessPoolTaskRunner(TaskRunner):
         if pool is not None:
             pool.shutdown(kill=self._abandoned)
 
-    def start_run(self, run: _engine.Run) -> None:
+    def start_run(self, run: Run) -> None:
         # In a worker, an async run is as opaque to the engine as a thread run: its
         # deadline is armed by `begin` and enforced through `stop_running`.
         run.is_async = False
         pool = self._pool
         if pool is None:
-            _engine.cancelled(run, "cancelled: its runner shut down before it started")
+            cancelled(run, "cancelled: its runner shut down before it started")
             return
         pool.submit(run)
 
@@ -136,19 +135,19 @@ class ProcessPoolTaskRunner(TaskRunner):
         if self._pool is not None:
             self._pool.end_batch()
 
-    def can_stop(self, run: _engine.Run) -> bool:
+    def can_stop(self, run: Run) -> bool:
         pool = self._pool
         return pool is not None and pool.holds(run)
 
-    def stop_running(self, run: _engine.Run) -> None:
+    def stop_running(self, run: Run) -> None:
         pool = self._pool
         if pool is not None:
             pool.stop_running(run)
 
-    def release_run(self, run: _engine.Run) -> None:
+    def release_run(self, run: Run) -> None:
         super().release_run(run)
         # Cancelled while Pending: it may sit in a worker's batch, which must skip it.
-        if run.future._state.type is StateType.CANCELLED and self._pool is not None:
+        if state_of(run.future).type is StateType.CANCELLED and self._pool is not None:
             self._pool.forget(run)
 
 

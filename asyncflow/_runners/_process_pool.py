@@ -42,9 +42,17 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import Any
 
-from .._core import _engine
-from .._core._exceptions import SerializationError, TaskCrashed
-from .._core._states import State, StateType
+from .._core import (
+    Run,
+    SerializationError,
+    State,
+    StateType,
+    TaskCrashed,
+    begin_many,
+    cancelled,
+    complete,
+    crashed,
+)
 from ._by_name import task_function_ref
 from ._process_worker import (
     CANCELS,
@@ -87,7 +95,7 @@ class _Item:
 
     def __init__(
         self,
-        run: _engine.Run,
+        run: Run,
         run_id: int,
         fn: tuple[int, bytes, str],
         call: bytes,
@@ -161,7 +169,7 @@ class ProcessPool:
         self._queue: collections.deque[_Item] = collections.deque()
         self._workers: list[_Worker] = []
         self._idle: list[_Worker] = []
-        self._sent: dict[_engine.Run, tuple[_Worker, _Item]] = {}  # runs awaiting a result
+        self._sent: dict[Run, tuple[_Worker, _Item]] = {}  # runs awaiting a result
         self._functions: dict[Any, tuple[int, bytes, str]] = {}
         self._ids = itertools.count()
         self._worker_ids = itertools.count(1)
@@ -182,7 +190,7 @@ class ProcessPool:
             os.close(self._wake_w)
 
     # ---- handing runs over (any thread) --------------------------------------------------
-    def submit(self, run: _engine.Run) -> None:
+    def submit(self, run: Run) -> None:
         """Encode `run`'s call and queue it; an unpicklable one fails here, alone."""
         call = run.call
         task = call.task
@@ -190,7 +198,7 @@ class ProcessPool:
             fn = self._function(task)
             call_bytes = _encode_call(call)
         except SerializationError as exc:
-            _engine.complete(run, State(StateType.FAILED, message=str(exc)), None, exc)
+            complete(run, State(StateType.FAILED, message=str(exc)), None, exc)
             return
         held = getattr(self._held, "items", None)
         batchable = held is not None and run.timeout is None  # deadlines are per message
@@ -240,7 +248,7 @@ class ProcessPool:
                     self._wake()  # the reader thread starts workers
         if closing:
             for item in items:
-                _engine.cancelled(item.run, "cancelled: its runner shut down before it started")
+                cancelled(item.run, "cancelled: its runner shut down before it started")
 
     def _wake(self) -> None:
         try:
@@ -249,11 +257,11 @@ class ProcessPool:
             pass
 
     # ---- cancelling (any thread) ---------------------------------------------------------
-    def holds(self, run: _engine.Run) -> bool:
+    def holds(self, run: Run) -> bool:
         """Is `run` on a worker (sent, maybe started)? Then `stop_running` can stop it."""
         return run in self._sent
 
-    def stop_running(self, run: _engine.Run) -> None:
+    def stop_running(self, run: Run) -> None:
         """Stop a run that started: skipped if its worker has not reached it after all,
         else that worker is killed (and replaced; the rest of its batch goes to another
         worker). The outcome then reported ends the run as the core decided."""
@@ -267,7 +275,7 @@ class ProcessPool:
             run.report_crash(TaskCrashed(f"task {run.name!r} was stopped before it ran"))
         # DONE: its result is on the way; GONE: its worker's death is (or was) reported.
 
-    def forget(self, run: _engine.Run) -> None:
+    def forget(self, run: Run) -> None:
         """`run` ended CANCELLED while Pending: make sure it never runs. Queued, it is
         dropped when fed; sent, its worker skips it; if it started since the last poll,
         its worker is killed (its late outcome is dropped: the run is final)."""
@@ -329,7 +337,7 @@ class ProcessPool:
         queue = self._queue
         while queue and not self._closing:
             first = queue.popleft()
-            if first.run.future._state._final:  # cancelled while queued
+            if first.run.future.done():  # cancelled while queued
                 continue
             batch = [first]
             if first.batchable:
@@ -338,7 +346,7 @@ class ProcessPool:
                 )
                 while len(batch) < limit and queue and queue[0].batchable:
                     item = queue.popleft()
-                    if not item.run.future._state._final:
+                    if not item.run.future.done():
                         batch.append(item)
             self._send(worker, batch)
             return
@@ -415,11 +423,11 @@ class ProcessPool:
         fresh = [item for item in items if not item.marked]  # else re-sent after a death
         if not fresh:
             return
-        _engine.begin_many([i.run for i in fresh if i.run.timeout is None or i.run.attempt])
+        begin_many([i.run for i in fresh if i.run.timeout is None or i.run.attempt])
         for item in fresh:
             run = item.run
             if run.timeout is not None and not run.attempt:
-                _engine.begin(run)  # the first attempt of a run with a deadline
+                run.begin_attempt()  # the first attempt of a run with a deadline
             item.attempt = run.attempt
             item.marked = True
 
@@ -483,7 +491,7 @@ class ProcessPool:
     def _finish(self, item: _Item, kind: int, payload: bytes) -> None:
         run = item.run
         if kind == KIND_SKIPPED:  # cancelled before it started: final already
-            _engine.cancelled(run, "cancelled before it started")
+            cancelled(run, "cancelled before it started")
             return
         if kind == KIND_OK:
             try:
@@ -588,7 +596,7 @@ class ProcessPool:
         except Exception:  # already closed by the handler that failed
             pass
         for item in items:
-            _engine.crashed(item.run, exc)
+            crashed(item.run, exc)
 
     def _fail_all(self, exc: BaseException) -> None:
         """The reader failed outside any one worker: end every run CRASHED, kill every
@@ -600,7 +608,7 @@ class ProcessPool:
         for worker in workers:
             self._fail_worker(worker, exc)
         for item in items:
-            _engine.crashed(item.run, exc)
+            crashed(item.run, exc)
 
     def _fail_queue(self, why: str) -> None:
         """End every queued run CRASHED: workers cannot be started (reader thread)."""
@@ -610,7 +618,7 @@ class ProcessPool:
         for item in items:
             run = item.run
             err = TaskCrashed(f"task {run.future.name!r} crashed: {why}")
-            _engine.complete(run, State(StateType.CRASHED, message=str(err)), None, err)
+            complete(run, State(StateType.CRASHED, message=str(err)), None, err)
 
     # ---- shutdown ------------------------------------------------------------------------
     def shutdown(self, kill: bool = False, timeout: float = 5.0) -> None:
@@ -621,7 +629,7 @@ class ProcessPool:
             queued = list(self._queue)
             self._queue.clear()
         for item in queued:
-            _engine.cancelled(item.run, "cancelled: its runner shut down before it started")
+            cancelled(item.run, "cancelled: its runner shut down before it started")
         for w in workers:
             if kill:
                 _kill(w)
@@ -651,14 +659,14 @@ class RemoteTraceback(Exception):
         return f'\n"""\n{self.text}"""'
 
 
-def _guarded(run: _engine.Run, settle: Any, *args: Any) -> None:
+def _guarded(run: Run, settle: Any, *args: Any) -> None:
     """Call `settle(*args)`, which ends `run` or queues its retry; if it raises (a
     reducer or a done callback raising even SystemExit), `run` ends CRASHED."""
     try:
         settle(*args)
     except BaseException as exc:
         logger.exception("finishing task %r failed", run.future.name)
-        _engine.crashed(run, exc)
+        crashed(run, exc)
 
 
 def _stop(worker: _Worker) -> None:
@@ -711,7 +719,8 @@ def _preload_worker_module(context: Any) -> None:
     # new worker starts in milliseconds. Only when nobody changed the preload list.
     from multiprocessing import forkserver
 
-    server = forkserver._forkserver
+    # The stdlib keeps its forkserver in a private global; no public way to read it.
+    server = forkserver._forkserver  # noqa: SLF001
     if getattr(server, "_preload_modules", None) == ["__main__"]:
         context.set_forkserver_preload(
             ["__main__", __name__.rsplit(".", 1)[0] + "._process_worker"]

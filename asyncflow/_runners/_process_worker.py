@@ -48,7 +48,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .._core._exceptions import RemoteError, SerializationError
+from .._core import RemoteError, SerializationError
 
 __all__ = (
     "CANCELS",
@@ -187,7 +187,8 @@ def worker_main(conn: Connection, alive: Connection, cells: Any, gate: Any) -> N
     # Workers are daemonic (the interpreter never waits for them at exit), but a task
     # may use processes itself (a nested process flow, a ProcessPoolExecutor):
     # multiprocessing refuses children to daemonic processes unless told otherwise.
-    multiprocessing.current_process()._config["daemon"] = False  # type: ignore[attr-defined]
+    # multiprocessing offers no public switch for this (its own pools set it the same way).
+    multiprocessing.current_process()._config["daemon"] = False  # type: ignore[attr-defined]  # noqa: SLF001
     threading.Thread(
         target=_watch_parent, args=(alive,), name="asyncflow-parent-watch", daemon=True
     ).start()
