@@ -1,9 +1,7 @@
 """A task runner over any `concurrent.futures.Executor` (docs/writing-a-runner.md).
 
-Sync runs go to the executor one attempt at a time (a thread or a process pool);
-the core decides what each outcome means. Async runs execute on the event loop.
-A queued attempt can be stopped (its future is cancelled), a running one cannot.
-"""
+Sync runs go to the executor (threads or processes) one attempt at a time; the core decides
+what each outcome means. Async runs execute on the loop. Queued attempts can be stopped."""
 
 from __future__ import annotations
 
@@ -23,6 +21,7 @@ class ExecutorTaskRunner(TaskRunner):
         self.make_executor = make_executor
         self._executor: cf.Executor  # set while the runner is started
         self._attempts: dict[Run, cf.Future[Any]] = {}  # run -> its executor future
+        self._broken = False  # a worker died: a broken pool is not waited for
 
     def duplicate(self) -> ExecutorTaskRunner:
         return type(self)(self.make_executor)
@@ -30,8 +29,8 @@ class ExecutorTaskRunner(TaskRunner):
     def _start_resources(self) -> None:
         self._executor = self.make_executor()
 
-    def _stop_resources(self) -> None:  # after Ctrl-C, do not wait for abandoned calls
-        self._executor.shutdown(wait=not self.abandoned, cancel_futures=True)
+    def _stop_resources(self) -> None:  # after Ctrl-C or a crash, do not wait
+        self._executor.shutdown(wait=not (self.abandoned or self._broken), cancel_futures=True)
 
     def start_run(self, run: Run) -> None:
         if run.is_async:
@@ -55,8 +54,9 @@ class ExecutorTaskRunner(TaskRunner):
     def _finished(self, run: Run, future: cf.Future[Any]) -> None:
         if future.cancelled():  # `stop_running` did it: the core knows why
             run.report_crash(cf.CancelledError())
-        elif isinstance(error := future.exception(), cf.BrokenExecutor):
-            self._retry(run, run.report_crash(error))  # the worker died
+        elif isinstance(error := future.exception(), cf.BrokenExecutor):  # a worker died
+            self._broken = True
+            self._retry(run, run.report_crash(error))
         elif error is not None:
             self._retry(run, run.report_error(error))
         else:
