@@ -243,6 +243,8 @@ def triple(x: int) -> int:
     return 3 * x
 
 
+# Python 3.12+ warns too, when it forks beside threads: that is the point of this test.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_fork_beside_running_threads_warns() -> None:
     stop = threading.Event()
     other = threading.Thread(target=stop.wait, name="bystander")
