@@ -563,6 +563,7 @@ async def test_map_iter_async_for() -> None:
 @pytest.mark.timeout(300)  # slow under coverage's thread tracing on a loaded machine
 def test_map_iter_many_elements_in_bounded_memory() -> None:
     N = 200_000
+
     # 200k runs: unbounded, their futures alone would pass the 50 MB bound several
     # times over (the 1M-element figure is benchmarks' `stream` scenario).
     @task
