@@ -107,6 +107,7 @@ def test_cancelling_a_running_sync_run(
         fut = tasks.blocker.submit(started, release, finished)
         downstream = ident.submit(fut)
         worker = int(started.wait())
+        wait_for_state(fut, "Running")  # a process run reports it a moment later
         cancelled = fut.cancel()
         fut.wait(timeout=0.0 if cancelled is False else WAIT)
         if caps.cancel_running_sync == "refused":
