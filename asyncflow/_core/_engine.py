@@ -628,10 +628,17 @@ def _report_cancelled(run: Run) -> None:
         complete(run, ins.state, None, ins.error)
 
 
-def _uncancel() -> None:
+def _swallow_cancellation(run: Run) -> bool:
+    """The driver's task was cancelled (in the call or a retry delay): end the run;
+    True if the cancellation was the run's own deadline, consumed here (the task
+    returns normally), False if it must propagate."""
+    _report_cancelled(run)
+    if run.cancel_reason is not CancelReason.TIMED_OUT:
+        return False
     current = asyncio.current_task()
     if current is not None and hasattr(current, "uncancel"):
         current.uncancel()  # our own cancellation, consumed here (3.11+)
+    return True
 
 
 async def execute_async(run: Run) -> None:
@@ -650,9 +657,7 @@ async def execute_async(run: Run) -> None:
             try:
                 value = await run.call()
             except asyncio.CancelledError:
-                _report_cancelled(run)
-                if run.cancel_reason is CancelReason.TIMED_OUT:
-                    _uncancel()
+                if _swallow_cancellation(run):
                     return
                 raise
             except BaseException as exc:
@@ -662,9 +667,7 @@ async def execute_async(run: Run) -> None:
                 try:
                     await asyncio.sleep(delay)  # a stop meanwhile cancels this task
                 except asyncio.CancelledError:
-                    _report_cancelled(run)
-                    if run.cancel_reason is CancelReason.TIMED_OUT:
-                        _uncancel()
+                    if _swallow_cancellation(run):
                         return
                     raise
                 attempt = begin(run)
