@@ -3,6 +3,8 @@
 >>> with ThreadPoolTaskRunner(max_workers=4) as runner:    # doctest: +SKIP
 ...     runner.submit(double, {"x": 2}).result()
 
+`Run` is the type of what a runner's `start_run` is handed (docs/writing-a-runner.md).
+
 `DaskTaskRunner` (from `asyncflow.contrib.dask`, extra `asyncflow[dask]`) is also
 importable from here; it is loaded on first access, so importing this module never
 imports dask (and it is left out of `__all__`, so `import *` does not either).
@@ -10,6 +12,7 @@ imports dask (and it is left out of `__all__`, so `import *` does not either).
 
 from typing import TYPE_CHECKING, Any
 
+from ._core import Run
 from ._runners._base import TaskRunner
 from ._runners._process import ProcessPoolTaskRunner
 from ._runners._thread import ThreadPoolTaskRunner
@@ -17,7 +20,7 @@ from ._runners._thread import ThreadPoolTaskRunner
 if TYPE_CHECKING:
     from .contrib.dask import DaskTaskRunner as DaskTaskRunner
 
-__all__ = ("ProcessPoolTaskRunner", "TaskRunner", "ThreadPoolTaskRunner")
+__all__ = ("ProcessPoolTaskRunner", "Run", "TaskRunner", "ThreadPoolTaskRunner")
 
 
 def __getattr__(name: str) -> Any:

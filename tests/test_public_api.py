@@ -49,7 +49,12 @@ def test_spec_public_names_are_exported() -> None:
             "State",
         },
         "asyncflow.futures": {"wait", "as_completed", "TaskFuture", "FutureList"},
-        "asyncflow.task_runners": {"TaskRunner", "ThreadPoolTaskRunner", "ProcessPoolTaskRunner"},
+        "asyncflow.task_runners": {
+            "Run",
+            "TaskRunner",
+            "ThreadPoolTaskRunner",
+            "ProcessPoolTaskRunner",
+        },
         "asyncflow.states": {"State", "StateType"},
         "asyncflow.exceptions": {
             "UpstreamFailed",

@@ -1,0 +1,127 @@
+"""The broker interface: the one piece that task submitters and task workers share.
+
+A broker is a durable queue of *runs* with leases. It stores each run as opaque bytes
+(a signed envelope made by `asyncflow._broker._signing`; the broker never unpickles
+anything) and knows nothing of tasks, retries or asyncflow's states. Every backend
+(SQLite, in-memory, later Redis Streams) implements `Broker`, and one contract suite
+(tests/broker_contract/) runs against each of them.
+
+A run's life in the broker:
+
+    enqueue          claim              ack(result)
+    ------> QUEUED -------> LEASED -------------------> DONE      (first ack wins)
+              ^                |  lease expires, or
+              +----------------+  release() (shutdown)
+              |                |
+              |  deliveries == max_deliveries and the lease expires
+              |                +--------------------------------> DEAD
+    cancel(): QUEUED -> CANCELLED at once; LEASED -> cancel requested (renew says so)
+    dead_letter(): LEASED -> DEAD (a message that failed its signature check, say)
+
+- `claim` hands a QUEUED run to one worker under a lease (`lease_seconds` from now) and
+  counts a delivery. `release` hands it back without counting one (a worker shutting
+  down that never started the run).
+- A lease that expires (its worker died or stopped) puts the run back in the queue, or
+  makes it DEAD once it has had `max_deliveries` deliveries. Expiry is checked by every
+  `claim` and every `outcomes` call, so it needs no background process of its own.
+- `ack` stores the result of a LEASED run and makes it DONE. Exactly one result is ever
+  visible per run: a second `ack` (a worker presumed dead, whose lease was taken over)
+  returns False and stores nothing.
+- Time is wall-clock seconds from the broker's `clock` (injectable for tests), because
+  several processes compare lease deadlines.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class RunStatus(enum.Enum):
+    QUEUED = "queued"
+    LEASED = "leased"
+    DONE = "done"  # a worker stored a result (value or failure: the bytes say which)
+    DEAD = "dead"  # dead-lettered: too many deliveries, or a message that failed its check
+    CANCELLED = "cancelled"  # cancelled before any worker took it
+
+    @property
+    def is_final(self) -> bool:
+        return self in (RunStatus.DONE, RunStatus.DEAD, RunStatus.CANCELLED)
+
+
+class Lease(enum.Enum):
+    """What `renew` found."""
+
+    HELD = "held"  # still ours, extended
+    LOST = "lost"  # expired and taken over, or the run is final: drop the work
+    CANCEL_REQUESTED = "cancel"  # still ours (extended), but the submitter cancelled it
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One run as `claim` hands it to a worker."""
+
+    run_id: str
+    task_key: str  # "module:qualname"
+    payload: bytes  # the signed envelope from `enqueue`
+    delivery: int  # 1 for the first delivery of this run
+    token: str  # this claim's lease token: renew/ack/release/dead_letter need it
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A run that is final in the broker."""
+
+    run_id: str
+    task_key: str
+    status: RunStatus  # DONE, DEAD or CANCELLED
+    result: bytes | None  # DONE: the signed result bytes the worker acked
+    reason: str  # DEAD / CANCELLED: why, in words ("" for DONE)
+    deliveries: int
+
+
+class Broker(Protocol):
+    """See the module docstring. Every method is safe to call from any thread."""
+
+    url: str
+
+    def enqueue(self, run_id: str, task_key: str, payload: bytes, *, max_deliveries: int) -> None:
+        """Queue a new run (a `run_id` that exists already is a `ValueError`)."""
+
+    def claim(
+        self, worker: str, task_keys: Collection[str], *, lease_seconds: float, limit: int
+    ) -> list[Delivery]:
+        """Up to `limit` queued runs of the given task keys, oldest first, leased to
+        `worker`; [] when there are none (never blocks: see `wait`)."""
+
+    def renew(self, delivery: Delivery, lease_seconds: float) -> Lease:
+        """Extend this claim's lease to `lease_seconds` from now, if still held."""
+
+    def release(self, delivery: Delivery) -> None:
+        """Hand a held run back to the queue; its delivery is not counted."""
+
+    def ack(self, delivery: Delivery, result: bytes) -> bool:
+        """Store the result and make the run DONE; False (stored nothing) if the run is
+        final already or the lease was taken over by another claim."""
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Make a held run DEAD with `reason` (no-op if the lease is no longer held)."""
+
+    def cancel(self, run_id: str) -> bool:
+        """QUEUED: CANCELLED now (True). LEASED: ask its worker (renew answers
+        CANCEL_REQUESTED; True). Final or unknown: False."""
+
+    def status(self, run_id: str) -> RunStatus | None:
+        """The run's status, None if the broker never saw it."""
+
+    def outcomes(self, run_ids: Collection[str]) -> list[Outcome]:
+        """The final ones among `run_ids` (expiring overdue leases first)."""
+
+    def wait(self, timeout: float) -> None:
+        """Block until the broker may have changed (a run enqueued, acked, cancelled...)
+        or `timeout` seconds passed; spurious wake-ups are allowed."""
+
+    def close(self) -> None:
+        """Release connections; the data stays (for a durable backend)."""
