@@ -95,3 +95,20 @@ def wrong_calls_are_errors() -> None:  # never called: mypy checks the ignores a
     double("x")  # type: ignore[arg-type]
     fetch.submit(1)  # type: ignore[call-overload]
     sync_flow("n")  # type: ignore[arg-type]
+
+
+def prefect_paths() -> None:  # never called: the Prefect-style paths keep their types
+    from collections.abc import Callable
+
+    from asyncflow.flows import Flow
+    from asyncflow.tasks import Task, exponential_backoff
+    from asyncflow.utilities.annotations import opaque
+
+    assert_type(exponential_backoff(backoff_factor=10), Callable[[int], list[float]])
+    assert_type(exponential_backoff(1.5)(3), list[float])
+    assert_type(opaque([1, 2]), opaque[list[int]])
+    same_task: Task[..., int] = double  # the very classes asyncflow.task/flow build
+    same_flow: Flow[..., list[int]] = sync_flow
+    assert_type(same_task.submit(1), TaskFuture[int])
+    assert_type(same_flow, Flow[..., list[int]])
+    exponential_backoff("10")  # type: ignore[arg-type]

@@ -27,7 +27,8 @@ __all__ = ("ConcurrencyLimit", "PendingLimit", "RetryPolicy", "validate_delay")
 
 logger = logging.getLogger("asyncflow")
 
-Delay = float | Sequence[float] | Callable[[int], float]
+# A callable is `f(attempt) -> seconds`, or Prefect's `f(retries) -> [seconds per retry]`.
+Delay = float | Sequence[float] | Callable[[int], float] | Callable[[int], Sequence[float]]
 
 
 def validate_delay(value: Any) -> Delay:
@@ -74,7 +75,7 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         delay = self.delay
         if callable(delay):
-            base = _called_delay(delay, attempt)
+            base = _called_delay(delay, attempt, self.retries)
         elif isinstance(delay, (int, float)):
             base = float(delay)
         else:
@@ -91,11 +92,20 @@ class RetryPolicy:
         return max(0.0, base)
 
 
-def _called_delay(delay: Callable[[int], float], attempt: int) -> float:
+def _called_delay(delay: Callable[[int], Any], attempt: int, retries: int) -> float:
     """What a `retry_delay_seconds` callable asks for; a broken one is logged, and the
-    retry happens at once (raising here would leave the run without a final state)."""
+    retry happens at once (raising here would leave the run without a final state).
+
+    Two forms: asyncflow's `f(attempt) -> seconds`, and Prefect's `f(retries) ->
+    [seconds per retry]` (what `exponential_backoff` returns), told apart by the result:
+    a list is Prefect's form, so the delay is item `attempt` of `f(retries)`.
+    """
     try:
-        return _validate.delay("retry_delay_seconds", delay(attempt))
+        asked = delay(attempt)
+        if isinstance(asked, (list, tuple)):
+            delays = delay(retries)
+            asked = delays[min(attempt, len(delays)) - 1]
+        return _validate.delay("retry_delay_seconds", asked)
     except Exception:
         logger.exception("retry_delay_seconds(%d) failed; retrying without a delay", attempt)
         return 0.0

@@ -1,0 +1,8 @@
+"""Flows under Prefect's module path: `from asyncflow.flows import flow, Flow`.
+
+The same objects as `asyncflow.flow` and `asyncflow.Flow`.
+"""
+
+from ._flows import Flow, flow
+
+__all__ = ("Flow", "flow")
