@@ -1,5 +1,21 @@
-"""Run states: `State` snapshots and their coarse `StateType`."""
+"""Run states: `State` snapshots, their coarse `StateType`, and Prefect's constructors.
+
+`Completed(message=..., name=..., data=...)`, `Failed`, `Crashed`, `Cancelled`,
+`Pending`, `Running` and `Retrying` build a `State` with Prefect's keywords
+(`from asyncflow.states import Completed` ports `from prefect.states import Completed`).
+"""
 
 from ._core import State, StateType
+from ._state_constructors import Cancelled, Completed, Crashed, Failed, Pending, Retrying, Running
 
-__all__ = ("State", "StateType")
+__all__ = (
+    "Cancelled",
+    "Completed",
+    "Crashed",
+    "Failed",
+    "Pending",
+    "Retrying",
+    "Running",
+    "State",
+    "StateType",
+)

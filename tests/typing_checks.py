@@ -112,3 +112,15 @@ def prefect_paths() -> None:  # never called: the Prefect-style paths keep their
     assert_type(same_task.submit(1), TaskFuture[int])
     assert_type(same_flow, Flow[..., list[int]])
     exponential_backoff("10")  # type: ignore[arg-type]
+
+
+def prefect_states() -> None:  # never called: the constructors build `State`s
+    from asyncflow.states import Cancelled, Completed, Crashed, Failed, Pending, Running
+
+    assert_type(Completed(message="m", data=1), State)
+    assert_type(Failed(data=ValueError("x")), State)
+    assert_type(Crashed(), State)
+    assert_type(Cancelled(name="Stopped"), State)
+    assert_type(Pending(), State)
+    assert_type(Running(timestamp=1.0), State)
+    Completed("m")  # type: ignore[call-arg]

@@ -47,16 +47,19 @@ class State:
     """An immutable snapshot of a run's state.
 
     `type` is the coarse `StateType`; `name` refines it ("NotReady", "TimedOut",
-    "Retrying", ...); `attempts` counts the runs of the task's code so far.
+    "Retrying", ...); `attempts` counts the runs of the task's code so far. `data` is
+    what a state built with `asyncflow.states.Completed(data=...)` (and the other
+    constructors) carries; the engine's own states carry None.
     """
 
-    __slots__ = ("_final", "attempts", "message", "name", "timestamp", "type")
+    __slots__ = ("_final", "attempts", "data", "message", "name", "timestamp", "type")
 
     type: StateType
     name: str
     message: str | None
     timestamp: float
     attempts: int
+    data: Any
 
     def __init__(
         self,
@@ -66,9 +69,11 @@ class State:
         *,
         timestamp: float | None = None,
         attempts: int = 0,
+        data: Any = None,
     ) -> None:
         self.type = type
         self.message = message
+        self.data = data
         self.timestamp = _now() if timestamp is None else timestamp
         self.attempts = attempts
         if name is None:
@@ -124,6 +129,7 @@ def _plain_state(type_: StateType, attempts: int, _new: Any = object.__new__) ->
     state.message = None
     state.timestamp = _now()
     state.attempts = attempts
+    state.data = None
     state._final = type_._final  # type: ignore[attr-defined]
     return state
 
