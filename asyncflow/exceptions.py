@@ -1,5 +1,9 @@
 """Every error asyncflow raises (a task's own exceptions are re-raised unchanged)."""
 
+from ._concurrency._errors import (
+    AcquireConcurrencySlotTimeoutError,
+    ConcurrencySlotAcquisitionError,
+)
 from ._core import (
     AsyncflowError,
     CircularDependency,
@@ -17,8 +21,10 @@ from ._core import (
 )
 
 __all__ = (
+    "AcquireConcurrencySlotTimeoutError",
     "AsyncflowError",
     "CircularDependency",
+    "ConcurrencySlotAcquisitionError",
     "MappingLengthMismatch",
     "MappingMissingIterable",
     "RemoteError",

@@ -124,3 +124,23 @@ def prefect_states() -> None:  # never called: the constructors build `State`s
     assert_type(Pending(), State)
     assert_type(Running(timestamp=1.0), State)
     Completed("m")  # type: ignore[call-arg]
+
+
+async def named_limits() -> None:  # never called: the limit APIs keep Prefect's shapes
+    from contextlib import AbstractAsyncContextManager, AbstractContextManager
+
+    from asyncflow.concurrency import asyncio as aconcurrency
+    from asyncflow.concurrency import get_limit, set_limit
+    from asyncflow.concurrency.sync import concurrency, rate_limit
+
+    assert_type(set_limit("db", 2, slot_decay_per_second=None), None)
+    assert_type(get_limit("db"), tuple[int, float | None] | None)
+    sync_cm: AbstractContextManager[None] = concurrency("db", occupy=1, timeout_seconds=5)
+    with sync_cm:
+        pass
+    assert_type(rate_limit(["api"], occupy=2, strict=True), None)
+    async_cm: AbstractAsyncContextManager[None] = aconcurrency.concurrency("db")
+    async with async_cm:
+        pass
+    assert_type(await aconcurrency.rate_limit("api"), None)
+    concurrency(3)  # type: ignore[arg-type]
