@@ -16,6 +16,7 @@ pipeline([1, 2, 3])   # [2, 4, 6]
 from ._arguments import allow_failure, quote, unmapped
 from ._core import FutureList, State, TaskFuture, check_cancelled
 from ._flows import Flow, flow
+from ._tags import tags
 from ._tasks import Task, task
 
 __version__ = "0.1.0"
@@ -31,6 +32,7 @@ __all__ = (
     "check_cancelled",
     "flow",
     "quote",
+    "tags",
     "task",
     "unmapped",
 )

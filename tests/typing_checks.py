@@ -144,3 +144,14 @@ async def named_limits() -> None:  # never called: the limit APIs keep Prefect's
         pass
     assert_type(await aconcurrency.rate_limit("api"), None)
     concurrency(3)  # type: ignore[arg-type]
+
+
+def tags_context() -> None:  # never called: `with tags(...) as current` is a set of str
+    from asyncflow import tags
+    from asyncflow.context import tags as context_tags
+
+    with tags("a", "b") as current:
+        assert_type(current, set[str])
+    with context_tags("c"):
+        pass
+    tags(1)  # type: ignore[arg-type]
