@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -191,6 +193,51 @@ def test_an_interrupted_waiter_leaves_nothing_behind() -> None:
     assert _registry.active("db") == 0
     _registry.abandon(held)  # twice: nothing more
     assert _registry.active("db") == 0
+
+
+CTRL_C_WHILE_WAITING = """
+import os, signal, threading
+from asyncflow._concurrency import _registry
+from asyncflow.concurrency import set_limit
+from asyncflow.concurrency.sync import concurrency
+
+set_limit("db", 1)
+holding, done = threading.Event(), threading.Event()
+
+def holder():
+    with concurrency("db"):
+        holding.set()
+        done.wait(10)
+
+def press_ctrl_c():
+    for _ in range(10000):
+        if _registry.waiting() == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+            return
+        done.wait(0.001)
+
+threading.Thread(target=holder).start()
+holding.wait(10)
+threading.Thread(target=press_ctrl_c).start()
+try:
+    with concurrency("db"):
+        print("entered")
+except KeyboardInterrupt:
+    print("interrupted", _registry.waiting(), _registry.active("db"))
+done.set()
+"""
+
+
+@pytest.mark.timeout(40)
+def test_ctrl_c_while_a_thread_waits_leaves_nothing_behind() -> None:
+    # In a subprocess: a regression would hang the waiter, not the test run.
+    out = subprocess.run(
+        [sys.executable, "-c", CTRL_C_WHILE_WAITING],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.stdout.split() == ["interrupted", "0", "1.0"], out.stderr
 
 
 def test_empty_names_hold_nothing_as_prefect() -> None:
