@@ -30,7 +30,13 @@ def test_exponential_backoff_lists_doubling_delays_as_prefect() -> None:
 
 @pytest.mark.parametrize(
     ("factor", "error"),
-    [(-1, ValueError), (float("nan"), ValueError), (float("inf"), ValueError), ("1", TypeError)],
+    [
+        (-1, ValueError),
+        (float("nan"), ValueError),
+        (float("inf"), ValueError),
+        ("1", TypeError),
+        (None, TypeError),
+    ],
 )
 def test_exponential_backoff_rejects_bad_factors_naming_them(factor: Any, error: type) -> None:
     with pytest.raises(error, match="backoff_factor"):
