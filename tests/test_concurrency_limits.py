@@ -240,6 +240,34 @@ def test_ctrl_c_while_a_thread_waits_leaves_nothing_behind() -> None:
     assert out.stdout.split() == ["interrupted", "0", "1.0"], out.stderr
 
 
+FORK_WHILE_HOLDING = """
+import os
+from asyncflow.concurrency import get_limit, set_limit
+from asyncflow.concurrency.sync import concurrency
+
+set_limit("db", 1)
+with concurrency("db"):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            with concurrency("db", timeout_seconds=0):  # the parent's slot is not the child's
+                ok = get_limit("db") == (1, None)
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.timeout(40)
+def test_a_forked_child_keeps_the_limits_but_not_the_parents_slots() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", FORK_WHILE_HOLDING], capture_output=True, text=True, timeout=30
+    )
+    assert out.stdout.split() == ["child", "0"], out.stderr
+
+
 def test_empty_names_hold_nothing_as_prefect() -> None:
     with concurrency([]):
         assert _registry.waiting() == 0

@@ -11,8 +11,9 @@ to be woken (`Ticket.waker`, called after the lock is released).
 
 Limits come from `set_limit` and from `ASYNCFLOW_CONCURRENCY_LIMITS` (read once, on
 first use; a limit set in code wins over the environment). The clock is
-`time.monotonic`, replaceable for tests (`use_clock`). A forked child starts with
-no limits held and none waiting (the parent's holders are not its own).
+`time.monotonic`, replaceable for tests (`use_clock`). A forked child keeps the
+limits but starts with no slots held and nobody waiting (the parent's holders are
+not its own).
 """
 
 from __future__ import annotations
@@ -56,10 +57,15 @@ _warned: set[str] = set()  # names without a limit, warned about once
 
 
 def _after_fork_in_child() -> None:
-    global _lock, _slots, _loaded
+    # The lock may have been held by another thread of the parent; the parent's
+    # holders and waiters are not the child's. The limits themselves carry over.
+    global _lock, _slots
     _lock = threading.Lock()
+    configured = _slots.limits()
     _slots = Slots()
-    _loaded = False
+    now = _clock()
+    for name, (limit, decay) in configured.items():
+        _slots.set_limit(name, limit, decay, now)
 
 
 if hasattr(os, "register_at_fork"):

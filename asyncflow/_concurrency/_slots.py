@@ -119,6 +119,10 @@ class Slots:
         found = self._limits.get(name)
         return None if found is None else (found.limit, found.decay)
 
+    def limits(self) -> dict[str, tuple[int, float | None]]:
+        """Every limit's `(limit, slot_decay_per_second)`: the configuration alone."""
+        return {name: (found.limit, found.decay) for name, found in self._limits.items()}
+
     def active(self, name: str, now: float) -> float:
         """Slots of `name` taken at `now` (0 for a name without a limit)."""
         found = self._limits.get(name)
