@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import logging
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
@@ -39,13 +38,12 @@ from ._runners._base import TaskRunner
 from ._runners._current import installed_runner
 from ._runners._shared import SharedTaskRunner
 from ._runners._thread import ThreadPoolTaskRunner
-from ._tasks import check_hooks, is_async_callable
+from ._tasks import call_hooks, check_hooks, is_async_callable
 
 __all__ = ("Flow", "flow")
 
 P = ParamSpec("P")
 R = TypeVar("R")
-logger = logging.getLogger("asyncflow")
 FlowHook = Callable[[Any, State], object]
 
 
@@ -133,11 +131,7 @@ class Flow(Generic[P, R]):
                 kind = StateType.CANCELLED
             state = State(kind, name, f"{type(exc).__name__}: {exc}")
             hooks = self.on_failure
-        for hook in hooks:
-            try:
-                hook(self, state)
-            except Exception:
-                logger.exception("hook %r of flow %r raised", hook, self.name)
+        call_hooks(hooks, self, state, "flow")
 
     def _timeout_error(self) -> TaskTimeout:
         return TaskTimeout(f"flow {self.name!r} exceeded its timeout of {self.timeout_seconds} s")

@@ -234,10 +234,7 @@ class DaskTaskRunner(TaskRunner):
 
     # ---- running -----------------------------------------------------------------------
     def start_run(self, run: Run) -> None:
-        self._send(run)
-
-    def _send(self, run: Run) -> None:
-        """Ship the run's next attempt (`start_run`, and each retry the core asks for)."""
+        """Ship the run's next attempt (its first, and each retry the core asks for)."""
         client = self._client
         if client is None:
             run.abandon("cancelled: its runner shut down before it could run")
@@ -264,11 +261,12 @@ class DaskTaskRunner(TaskRunner):
             # Stopped while it was being sent (`release_run` found no Dask future yet).
             self._queue.put(remote)
             return
-        remote.add_done_callback(_Finished(self._queue, run))
+        put = self._queue.put  # Dask's callback thread only queues the finished future
+        remote.add_done_callback(lambda remote: put((run, remote)))
 
     def _retry(self, run: Run, delay: float | None) -> None:
         if delay is not None:  # the core says: another attempt, after `delay` s
-            run.retry_later(delay, self._send)
+            run.retry_later(delay, self.start_run)
 
     def can_stop(self, run: Run) -> bool:
         # Every attempt this runner began can be stopped: see `stop_running`.
@@ -379,16 +377,3 @@ def _load_remote(name: str, remote: Any) -> Any:
             f"the value of task {name!r} was left on the Dask cluster and cannot be "
             f"fetched any more: {type(exc).__name__}: {exc}"
         ) from exc
-
-
-class _Finished:
-    """Dask done callback (runs on Dask's callback thread): queue the finished future."""
-
-    __slots__ = ("queue", "run")
-
-    def __init__(self, q: queue.SimpleQueue[Any], run: Run) -> None:
-        self.queue = q
-        self.run = run
-
-    def __call__(self, remote: Any) -> None:
-        self.queue.put((self.run, remote))
