@@ -173,18 +173,20 @@ class TaskFuture(Generic[R]):
 
         Raises `TimeoutError` if the run is not final within `timeout` seconds.
         """
-        if not self._wait(_validate.timeout("timeout", timeout)):
-            raise TimeoutError(f"task {self.name!r} did not finish within {timeout} s")
+        self._wait_or_raise(timeout)
         return self._outcome(raise_on_failure)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """The run's exception, or None if it completed. Raises TaskCancelled if cancelled."""
-        if not self._wait(_validate.timeout("timeout", timeout)):
-            raise TimeoutError(f"task {self.name!r} did not finish within {timeout} s")
+        self._wait_or_raise(timeout)
         self._observed = True
         if self._state.type is StateType.CANCELLED:
             raise self._exception or TaskCancelled(f"task {self.name!r} was cancelled")
         return self._exception
+
+    def _wait_or_raise(self, timeout: float | None) -> None:
+        if not self._wait(_validate.timeout("timeout", timeout)):
+            raise TimeoutError(f"task {self.name!r} did not finish within {timeout} s")
 
     def cancel(self) -> bool:
         """Cancel the run if it has not started (or is an async run). True if cancelled."""
