@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from . import _validate
 from ._context import enter_blocking, exit_blocking, sync_scope
-from ._future import Suspend, TaskFuture, iter_futures
+from ._future import Suspend, TaskFuture, check_can_block, iter_futures
 
 __all__ = (
     "AsCompleted",
@@ -69,7 +69,7 @@ def _wait_sync(futures: list[TaskFuture[Any]], timeout: float | None) -> DoneAnd
     pending = [f for f in futures if not f.done()]
     if pending:
         for fut in pending:
-            fut._check_can_block()
+            check_can_block(fut)
         event = threading.Event()
         countdown = _Countdown(len(pending), event.set)
         for fut in pending:
@@ -188,7 +188,7 @@ class AsCompleted:
         finished: queue.SimpleQueue[TaskFuture[Any]] = queue.SimpleQueue()
         pending = [f for f in futures if not f.done()]
         for fut in pending:
-            fut._check_can_block()
+            check_can_block(fut)
         try:
             for fut in pending:
                 fut.add_done_callback(finished.put)

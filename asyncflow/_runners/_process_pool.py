@@ -102,19 +102,7 @@ class _Item:
 
 
 class _Worker:
-    __slots__ = (
-        "alive",
-        "cells",
-        "conn",
-        "gate",
-        "inflight",
-        "killed",
-        "known",
-        "process",
-        "reported",
-        "sent",
-        "unstarted",
-    )
+    """One worker process and what the parent knows of it."""
 
     def __init__(self, process: Any, conn: Connection, alive: Connection, cells: Any, gate: Any):
         self.process = process
