@@ -215,17 +215,27 @@ class DaskTaskRunner(TaskRunner):
         lazy = [fut for fut in list(self._results) if is_deferred(fut)]
         if not lazy or self._client is None:
             return
+        fetched = self._gather([self._results[fut] for fut in lazy])
+        for fut, (value, error) in zip(lazy, fetched, strict=True):
+            if error is None:
+                load_deferred(fut, value)
+            else:
+                logger.error("the value of task %r is lost: %s", fut.name, error)
+
+    def _gather(self, remotes: list[Any]) -> list[tuple[Any, Exception | None]]:
+        """`(value, None)` or `(None, error)` per Dask future: one `gather` for all,
+        or, when one was lost, one fetch each, keeping what can be fetched."""
         try:
-            values = self._client.gather([self._results[fut] for fut in lazy])
-        except Exception:  # one was lost: keep what can be fetched
-            for fut in lazy:
-                try:
-                    load_deferred(fut)
-                except Exception as exc:
-                    logger.error("the value of task %r is lost: %s", fut.name, exc)
-            return
-        for fut, value in zip(lazy, values, strict=True):
-            load_deferred(fut, value)
+            return [(value, None) for value in self.client.gather(remotes)]
+        except Exception:
+            pass
+        out: list[tuple[Any, Exception | None]] = []
+        for remote in remotes:
+            try:
+                out.append((remote.result(), None))
+            except Exception as exc:
+                out.append((None, exc))
+        return out
 
     def _close_owned_cluster(self) -> None:
         cluster, self._owned_cluster = self._owned_cluster, None
@@ -336,19 +346,11 @@ class DaskTaskRunner(TaskRunner):
     def _report_fetched(self, fetch: list[tuple[Run, Any]]) -> None:
         if not fetch:
             return
-        try:
-            values = self.client.gather([remote for _, remote in fetch])
-        except Exception:  # one was lost: fetch them one by one
-            values = None
-        for i, (run, remote) in enumerate(fetch):
-            if values is not None:
-                value = values[i]
-            else:
-                try:
-                    value = remote.result()
-                except Exception as exc:
-                    self._crashed(run, f"its value could not be fetched: {exc!r}", exc)
-                    continue
+        fetched = self._gather([remote for _, remote in fetch])
+        for (run, remote), (value, error) in zip(fetch, fetched, strict=True):
+            if error is not None:
+                self._crashed(run, f"its value could not be fetched: {error!r}", error)
+                continue
             self._results[run.future] = remote
             run.report_value(value)
 
