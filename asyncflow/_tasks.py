@@ -171,7 +171,7 @@ class Task(TaskSpec, Generic[P, R]):
             raise type(exc)(f"task {label!r}: {exc}") from None
         self._options = opts
         self.fn = fn
-        self.name = name or _callable_name(fn)
+        self.name = label  # `name` is a non-empty str or None by now
         self.description = description if description is not None else inspect.getdoc(fn)
         self.retries: int = retries
         self.retry_delay_seconds = opts["retry_delay_seconds"]

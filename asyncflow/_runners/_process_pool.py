@@ -117,6 +117,13 @@ class _Worker:
         self.known: set[int] = set()  # function keys this worker has loaded
         self.sent = 0  # calls sent so far: the next one's `seq` is this + 1
 
+    def reached(self, seq: int) -> list[_Item]:
+        """Take the sent runs not seen starting whose number is `seq` or lower."""
+        unstarted, out = self.unstarted, []
+        while unstarted and unstarted[0].seq <= seq:
+            out.append(unstarted.popleft())
+        return out
+
 
 def _describe_exit(pid: int | None, code: int | None) -> str:
     if code is not None and code < 0:
@@ -326,12 +333,9 @@ class ProcessPool:
         started: list[_Item] = []
         waiting = False
         for worker in self._workers:
-            unstarted = worker.unstarted
-            if unstarted:
-                reached = worker.cells[STARTED]
-                while unstarted and unstarted[0].seq <= reached:
-                    started.append(unstarted.popleft())
-                waiting = waiting or bool(unstarted)
+            if worker.unstarted:
+                started += worker.reached(worker.cells[STARTED])
+                waiting = waiting or bool(worker.unstarted)
         return started, waiting
 
     # ---- the reader thread ---------------------------------------------------------------
@@ -441,10 +445,7 @@ class ProcessPool:
         with self._lock:
             items = [worker.inflight.popleft() for _ in results]
             last = items[-1].seq
-            unstarted = worker.unstarted
-            unseen = []  # finished before anyone saw them start: they begin now
-            while unstarted and unstarted[0].seq <= last:
-                unseen.append(unstarted.popleft())
+            unseen = worker.reached(last)  # finished before anyone saw them start
             sent = self._sent
             for item in items:
                 sent.pop(item.run, None)
