@@ -413,14 +413,17 @@ class TaskRunner(abc.ABC):
         """
         return stop_runs(self.pending_runs(), CancelReason.CANCELLED, pending_only=True)
 
-    def _cancel_everything(self) -> None:
+    def _cancel_everything(
+        self, reason: CancelReason = CancelReason.CANCELLED, seconds: float | None = None
+    ) -> None:
         """Stop every run that can be stopped: those not started end Cancelled first (so
-        none starts meanwhile), then async runs are cancelled and runs the runner can
-        stop (a process worker is killed) are stopped through it; running thread runs
-        go on (a thread cannot be interrupted)."""
+        none starts meanwhile), then the running ones are stopped for `reason`: async
+        runs are cancelled, runs the runner can stop (a process worker is killed) are
+        stopped through it; thread runs go on after a plain cancel (a thread cannot be
+        interrupted) and are abandoned after a deadline."""
         runs = self.pending_runs()
         stop_runs(runs, CancelReason.CANCELLED, pending_only=True)
-        stop_runs(runs, CancelReason.CANCELLED)
+        stop_runs(runs, reason, seconds=seconds)
 
     def _async_loop(self) -> asyncio.AbstractEventLoop:
         return self._loop if self._loop is not None else engine_loop()
@@ -537,9 +540,7 @@ class TaskRunner(abc.ABC):
         TimedOut (async and process runs are stopped, thread runs abandoned: their
         threads are not joined on exit)."""
         self._abandoned = True
-        runs = self.pending_runs()
-        stop_runs(runs, CancelReason.CANCELLED, pending_only=True)
-        stop_runs(runs, CancelReason.TIMED_OUT, seconds=seconds)
+        self._cancel_everything(CancelReason.TIMED_OUT, seconds)
 
     async def __aenter__(self: Self_) -> Self_:
         self._enter(asyncio.get_running_loop())
