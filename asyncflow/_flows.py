@@ -105,15 +105,8 @@ class Flow(Generic[P, R]):
 
     def with_options(self, **options: Any) -> Flow[P, R]:
         """A copy of this flow with some options changed (same names as `@flow`)."""
-        current = {
-            "name": self.name,
-            "description": self.description,
-            "task_runner": self.task_runner,
-            "timeout_seconds": self.timeout_seconds,
-            "on_completion": self.on_completion,
-            "on_failure": self.on_failure,
-        }
-        unknown = set(options) - set(current)
+        current = {option: getattr(self, option) for option in _OPTION_NAMES}  # all attributes
+        unknown = set(options) - _OPTION_NAMES
         if unknown:
             raise TypeError(f"flow {self.name!r}: unknown option(s) {sorted(unknown)}")
         return Flow(self.fn, **{**current, **options})
