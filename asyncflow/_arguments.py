@@ -214,8 +214,6 @@ def _rebuild_sequence(value: Any, items: list[Any]) -> Any:
     cls = type(value)
     if cls in (list, FutureList):
         return items
-    if cls in (tuple, set, frozenset):
-        return cls(items)
     if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
         return cls(*items)
     try:
