@@ -61,6 +61,7 @@ from ._process_worker import (
     PROGRESS,
     STARTED,
     dumps,
+    serialization_error,
     worker_main,
 )
 
@@ -208,10 +209,8 @@ class ProcessPool:
             try:
                 data = dumps(task_function_ref(task) or task.fn)
             except Exception as exc:
-                raise SerializationError(
-                    f"task {task.name!r}: its function cannot be pickled to send it to a "
-                    f"worker process: {type(exc).__name__}: {exc}"
-                ) from exc
+                what = "its function cannot be pickled to send it to a worker process"
+                raise serialization_error(task.name, what, exc) from exc
             fn = self._functions[task] = (len(self._functions), data, task.name)
         return fn
 
@@ -465,11 +464,8 @@ class ProcessPool:
             try:
                 value = pickle.loads(payload)
             except BaseException as exc:  # a reducer may raise anything, even SystemExit
-                err = SerializationError(
-                    f"task {run.future.name!r}: its result could not be unpickled in the "
-                    f"parent process: {type(exc).__name__}: {exc}"
-                )
-                self._retry_if_due(item, run.report_error(err))
+                what = "its result could not be unpickled in the parent process"
+                self._retry_if_due(item, run.report_error(serialization_error(run.name, what, exc)))
                 return
             run.report_value(value)
             return
@@ -659,14 +655,12 @@ def _encode_call(call: Any) -> bytes:
             try:
                 dumps(value)
             except Exception:
-                raise SerializationError(
-                    f"task {task.name!r}: argument {name!r}, of type "
-                    f"{type(value).__qualname__}, cannot be pickled to send it to a worker "
-                    f"process: {type(exc).__name__}: {exc}"
-                ) from exc
-        raise SerializationError(
-            f"task {task.name!r}: its arguments cannot be pickled: {type(exc).__name__}: {exc}"
-        ) from exc
+                what = (
+                    f"argument {name!r}, of type {type(value).__qualname__}, cannot be pickled "
+                    "to send it to a worker process"
+                )
+                raise serialization_error(task.name, what, exc) from exc
+        raise serialization_error(task.name, "its arguments cannot be pickled", exc) from exc
 
 
 def default_context() -> BaseContext:
