@@ -236,8 +236,6 @@ def _rebuild_sequence(value: Any, items: list[Any]) -> Any:
     cls = type(value)
     if cls in (list, FutureList):
         return items
-    if cls in (tuple, set, frozenset):
-        return cls(items)
     if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
         return cls(*items)
     try:
@@ -275,14 +273,10 @@ def expand_map(task_name: str, parameters: Mapping[str, Any]) -> list[dict[str, 
             value = _mapped_future_value(task_name, name, value)
         if isinstance(value, unmapped):
             static[name] = value.value
-        elif isinstance(value, quote):
-            if _is_mappable(value.data):
-                mapped[name] = [quote(v) for v in value.data]
-            else:
-                static[name] = value
-        elif isinstance(value, allow_failure):
-            if _is_mappable(value.value):
-                mapped[name] = [allow_failure(v) for v in value.value]
+        elif isinstance(value, (quote, allow_failure)):  # each element keeps the wrapper
+            inner = value.data if isinstance(value, quote) else value.value
+            if _is_mappable(inner):
+                mapped[name] = [type(value)(v) for v in inner]
             else:
                 static[name] = value
         elif _is_mappable(value):

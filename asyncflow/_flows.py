@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import logging
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
@@ -39,13 +38,12 @@ from ._runners._base import TaskRunner
 from ._runners._current import installed_runner
 from ._runners._shared import SharedTaskRunner
 from ._runners._thread import ThreadPoolTaskRunner
-from ._tasks import check_hooks, is_async_callable
+from ._tasks import call_hooks, check_hooks, is_async_callable
 
 __all__ = ("Flow", "flow")
 
 P = ParamSpec("P")
 R = TypeVar("R")
-logger = logging.getLogger("asyncflow")
 FlowHook = Callable[[Any, State], object]
 
 
@@ -107,15 +105,8 @@ class Flow(Generic[P, R]):
 
     def with_options(self, **options: Any) -> Flow[P, R]:
         """A copy of this flow with some options changed (same names as `@flow`)."""
-        current = {
-            "name": self.name,
-            "description": self.description,
-            "task_runner": self.task_runner,
-            "timeout_seconds": self.timeout_seconds,
-            "on_completion": self.on_completion,
-            "on_failure": self.on_failure,
-        }
-        unknown = set(options) - set(current)
+        current = {option: getattr(self, option) for option in _OPTION_NAMES}  # all attributes
+        unknown = set(options) - _OPTION_NAMES
         if unknown:
             raise TypeError(f"flow {self.name!r}: unknown option(s) {sorted(unknown)}")
         return Flow(self.fn, **{**current, **options})
@@ -133,11 +124,7 @@ class Flow(Generic[P, R]):
                 kind = StateType.CANCELLED
             state = State(kind, name, f"{type(exc).__name__}: {exc}")
             hooks = self.on_failure
-        for hook in hooks:
-            try:
-                hook(self, state)
-            except Exception:
-                logger.exception("hook %r of flow %r raised", hook, self.name)
+        call_hooks(hooks, self, state, "flow")
 
     def _timeout_error(self) -> TaskTimeout:
         return TaskTimeout(f"flow {self.name!r} exceeded its timeout of {self.timeout_seconds} s")

@@ -252,10 +252,7 @@ class Engine:
 
     def _cancel_remaining(self, runners: list[TaskRunner]) -> None:
         """End every run still in flight CANCELLED, at once (threads are abandoned)."""
-        for owner in _owners(runners):
-            # Thread runs are abandoned (check_cancelled() raises in them from now on;
-            # their threads are not joined); process runs have their workers killed;
-            # the rest end Cancelled at once.
+        for owner in _owners(runners):  # check_cancelled() raises in abandoned threads
             owner.abandon(self._reason(), CancelReason.SHUTDOWN)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
@@ -30,7 +31,7 @@ from ._core import (
     exit_blocking,
     running_loop,
 )
-from ._runners._base import TaskRunner, TaskSpec
+from ._runners._base import TaskSpec
 from ._runners._current import current_runner
 
 __all__ = ("MapIter",)
@@ -44,22 +45,22 @@ class _Window:
 
     def __init__(
         self,
-        runner: TaskRunner,
         task: TaskSpec,
-        inputs: Iterator[tuple[Any, ...]],
+        iterables: tuple[Iterable[Any], ...],
         static: dict[str, Any],
         bind: Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]],
         limit: int,
         ordered: bool,
         wake: Callable[[], None],
     ) -> None:
-        self._runner = runner
+        self._runner = current_runner()
         self._task = task
-        self._inputs: Iterator[tuple[Any, ...]] | None = inputs
+        # Lazy; unequal lengths raise at the end.
+        self._inputs: Iterator[tuple[Any, ...]] | None = zip(*iterables, strict=True)
         self._static = static
         self._bind = bind
         self._limit = limit
-        self._ordered = ordered
+        self.ordered = ordered
         self._wake = wake
         self._in_flight: collections.deque[TaskFuture[Any]] = collections.deque()
         self._finished: collections.deque[TaskFuture[Any]] = collections.deque()
@@ -76,12 +77,12 @@ class _Window:
                 return
             fut = self._runner.submit(self._task, self._bind(args, self._static))
             self._in_flight.append(fut)
-            if not self._ordered:  # ordered: the consumer waits on the head future itself
+            if not self.ordered:  # ordered: the consumer waits on the head future itself
                 fut.add_done_callback(self._on_done)
 
     def pop_ready(self) -> TaskFuture[Any] | None:
         """The next future to yield, if it is final; None if the caller must wait."""
-        if self._ordered:
+        if self.ordered:
             if self._in_flight and self._in_flight[0].done():
                 return self._in_flight.popleft()
             return None
@@ -134,24 +135,9 @@ class MapIter(Generic[T]):
                 raise TypeError(
                     f"task {task.name!r}: map_iter() arguments must be iterables, got {it!r}"
                 )
-        self._task = task
-        self._iterables = iterables
-        self._static = static
-        self._bind = bind
-        self._limit = max_concurrency
-        self._ordered = ordered
-
-    def _window(self, wake: Callable[[], None]) -> _Window:
-        inputs = zip(*self._iterables, strict=True)  # lazy; unequal lengths raise at the end
-        return _Window(
-            current_runner(),
-            self._task,
-            inputs,
-            self._static,
-            self._bind,
-            self._limit,
-            self._ordered,
-            wake,
+        # Each iteration (`for` or `async for`) opens a window of its own.
+        self._window = functools.partial(
+            _Window, task, iterables, static, bind, max_concurrency, ordered
         )
 
     def __iter__(self) -> Iterator[T]:
@@ -163,7 +149,7 @@ class MapIter(Generic[T]):
                 event.clear()
                 fut = window.pop_ready()
                 if fut is None:
-                    if self._ordered:
+                    if window.ordered:
                         block_until_final(window.head)  # lends this worker's slot while it blocks
                         continue
                     window.check_can_block()
@@ -195,7 +181,7 @@ class MapIter(Generic[T]):
                 event.clear()
                 fut = window.pop_ready()
                 if fut is None:
-                    if self._ordered:
+                    if window.ordered:
                         await Suspend(window.head)
                     else:
                         await event.wait()

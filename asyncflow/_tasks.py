@@ -46,7 +46,7 @@ from ._runners._base import TaskSpec, new_run, wait_for_upstreams
 from ._runners._current import current_runner
 from ._streaming import MapIter
 
-__all__ = ("Task", "check_hooks", "is_async_callable", "task")
+__all__ = ("Task", "call_hooks", "check_hooks", "is_async_callable", "task")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -93,6 +93,16 @@ def check_hooks(what: str, hooks: Any) -> list[Callable[..., object]]:
         if not callable(hook):
             raise TypeError(f"{what} must contain callables, got {type(hook).__name__}: {hook!r}")
     return list(hooks)
+
+
+def call_hooks(hooks: list[Callable[..., object]], owner: Any, state: State, kind: str) -> None:
+    """Call `hook(owner, state)` for each state hook of a task or flow (`kind`); one that
+    raises is logged, and the others still run."""
+    for hook in hooks:
+        try:
+            hook(owner, state)
+        except Exception:
+            logger.exception("hook %r of %s %r raised", hook, kind, owner.name)
 
 
 def validate_task_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -161,7 +171,7 @@ class Task(TaskSpec, Generic[P, R]):
             raise type(exc)(f"task {label!r}: {exc}") from None
         self._options = opts
         self.fn = fn
-        self.name = name or _callable_name(fn)
+        self.name = label  # `name` is a non-empty str or None by now
         self.description = description if description is not None else inspect.getdoc(fn)
         self.retries: int = retries
         self.retry_delay_seconds = opts["retry_delay_seconds"]
@@ -221,13 +231,7 @@ class Task(TaskSpec, Generic[P, R]):
 
     def _run_hooks(self, state: State) -> None:
         hooks = self.on_completion if state.is_completed() else self.on_failure
-        if not state.is_completed() and state.name == "NotReady":
-            hooks = self.on_failure
-        for hook in hooks:
-            try:
-                hook(self, state)
-            except Exception:
-                logger.exception("hook %r of task %r raised", hook, self.name)
+        call_hooks(hooks, self, state, "task")
 
     # ---- binding and invoking ----------------------------------------------------------
     def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -343,11 +347,7 @@ class Task(TaskSpec, Generic[P, R]):
             if limit is not None:
                 return self.with_options(max_concurrency=limit).map(*args, **kwargs)
         wait_for: Iterable[Any] | None = kwargs.pop(_RESERVED, None)
-        try:
-            params = dict(self._signature.bind(*args, **kwargs).arguments)
-        except TypeError as exc:
-            raise TypeError(f"task {self.name!r}: {exc}") from None
-        return current_runner().map(self, params, wait_for=wait_for)
+        return current_runner().map(self, self._bind(args, kwargs), wait_for=wait_for)
 
     @overload
     def map_iter(

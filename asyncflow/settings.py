@@ -45,9 +45,7 @@ def _positive_int(name: str) -> int | None:
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(
-            f"environment variable {name} must be a positive integer, got {raw!r}"
-        ) from None
+        value = 0  # refused below, with the same message
     if value < 1:
         raise ValueError(f"environment variable {name} must be a positive integer, got {raw!r}")
     return value

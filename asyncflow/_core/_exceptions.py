@@ -1,4 +1,5 @@
-"""Every error asyncflow raises. Public through `asyncflow.exceptions`.
+"""Every error asyncflow raises. Public through `asyncflow.exceptions` (its `__all__`
+names them; `ExitInWorker` and `Terminated` are private).
 
 Each class says what went wrong and, in its message, what to do. Where Python users
 expect a builtin type (`ValueError` for bad input, `TimeoutError` for timeouts,
@@ -7,22 +8,6 @@ expect a builtin type (`ValueError` for bad input, `TimeoutError` for timeouts,
 """
 
 from __future__ import annotations
-
-__all__ = (
-    "AsyncflowError",
-    "CircularDependency",
-    "MappingLengthMismatch",
-    "MappingMissingIterable",
-    "RemoteError",
-    "RunnerNotStarted",
-    "SerializationError",
-    "TaskCancelled",
-    "TaskCrashed",
-    "TaskExited",
-    "TaskTimeout",
-    "UpstreamFailed",
-    "WouldDeadlock",
-)
 
 
 class AsyncflowError(Exception):

@@ -173,18 +173,20 @@ class TaskFuture(Generic[R]):
 
         Raises `TimeoutError` if the run is not final within `timeout` seconds.
         """
-        if not self._wait(_validate.timeout("timeout", timeout)):
-            raise TimeoutError(f"task {self.name!r} did not finish within {timeout} s")
+        self._wait_or_raise(timeout)
         return self._outcome(raise_on_failure)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """The run's exception, or None if it completed. Raises TaskCancelled if cancelled."""
-        if not self._wait(_validate.timeout("timeout", timeout)):
-            raise TimeoutError(f"task {self.name!r} did not finish within {timeout} s")
+        self._wait_or_raise(timeout)
         self._observed = True
         if self._state.type is StateType.CANCELLED:
             raise self._exception or TaskCancelled(f"task {self.name!r} was cancelled")
         return self._exception
+
+    def _wait_or_raise(self, timeout: float | None) -> None:
+        if not self._wait(_validate.timeout("timeout", timeout)):
+            raise TimeoutError(f"task {self.name!r} did not finish within {timeout} s")
 
     def cancel(self) -> bool:
         """Cancel the run if it has not started (or is an async run). True if cancelled."""
@@ -206,7 +208,7 @@ class TaskFuture(Generic[R]):
     # ---- async world -----------------------------------------------------------------
     def __await__(self) -> Generator[Any, None, R]:
         if not self._state._final:
-            self._check_not_self()
+            check_not_self(self)
             yield from suspend_until_final(self, None)
         return self._outcome(True)
 
@@ -214,7 +216,7 @@ class TaskFuture(Generic[R]):
         """Await until the run is final or `timeout` passes (does not raise on timeout)."""
         seconds = _validate.timeout("timeout", timeout)
         if not self._state._final:
-            self._check_not_self()
+            check_not_self(self)
             await Suspend(self, seconds)
 
     # ---- engine side -----------------------------------------------------------------
@@ -234,27 +236,10 @@ class TaskFuture(Generic[R]):
             value = self._value = value.load()  # racing readers both load: same value
         return value
 
-    def _check_not_self(self) -> None:
-        run = current_run.get()
-        if run is not None and run.future is self:
-            raise CircularDependency(
-                f"task {self.name!r} is waiting for its own result, which can never arrive"
-            )
-
-    def _check_can_block(self) -> None:
-        """Raise instead of blocking where blocking could never end."""
-        self._check_not_self()
-        loop = self._loop
-        if loop is not None and _get_running_loop() is loop:
-            raise WouldDeadlock(
-                f"blocking on task {self.name!r} from the event loop that must run it would "
-                "deadlock: use `await future` (or `await future.wait_async()`) in async code"
-            )
-
     def _wait(self, timeout: float | None) -> bool:
         if self._state._final:
             return True
-        self._check_can_block()
+        check_can_block(self)
         waiter = _Waiter()
         with LOCK:
             if self.done():  # re-checked under the lock: it may have finished meanwhile
@@ -334,12 +319,22 @@ def block_until_final(fut: TaskFuture[Any], timeout: float | None = None) -> boo
 
 def check_not_self(fut: TaskFuture[Any]) -> None:
     """`CircularDependency` if the task run executing here is `fut`'s own."""
-    fut._check_not_self()
+    run = current_run.get()
+    if run is not None and run.future is fut:
+        raise CircularDependency(
+            f"task {fut.name!r} is waiting for its own result, which can never arrive"
+        )
 
 
 def check_can_block(fut: TaskFuture[Any]) -> None:
     """Raise instead of blocking on `fut` where blocking could never end."""
-    fut._check_can_block()
+    check_not_self(fut)
+    loop = fut._loop
+    if loop is not None and _get_running_loop() is loop:
+        raise WouldDeadlock(
+            f"blocking on task {fut.name!r} from the event loop that must run it would "
+            "deadlock: use `await future` (or `await future.wait_async()`) in async code"
+        )
 
 
 def suspend_until_final(fut: TaskFuture[Any], timeout: float | None) -> Generator[Any, None, None]:

@@ -142,10 +142,6 @@ class ConcurrencyLimit:
             self._active -= 1
             return None
 
-    @property
-    def active(self) -> int:
-        return self._active
-
 
 MAX_PENDING_RUNS = "ASYNCFLOW_MAX_PENDING_RUNS"
 

@@ -23,19 +23,11 @@ class StateType(enum.Enum):
     CRASHED = "CRASHED"
 
 
-_DEFAULT_NAMES = {
-    "PENDING": "Pending",
-    "RUNNING": "Running",
-    "COMPLETED": "Completed",
-    "FAILED": "Failed",
-    "CANCELLED": "Cancelled",
-    "CRASHED": "Crashed",
-}
 _FINAL_TYPES = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
 # Facts per member, stored on the member: hashing an Enum runs Python code, and
-# State() is built twice per task run.
+# State() is built twice per task run. The label of PENDING is "Pending", and so on.
 for _member in StateType:
-    _member._label = _DEFAULT_NAMES[_member.name]  # type: ignore[attr-defined]
+    _member._label = _member.name.capitalize()  # type: ignore[attr-defined]
     _member._final = _member.name in _FINAL_TYPES  # type: ignore[attr-defined]
 del _member
 

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from . import _validate
 from ._context import enter_blocking, exit_blocking, sync_scope
-from ._future import Suspend, TaskFuture, iter_futures
+from ._future import Suspend, TaskFuture, check_can_block, iter_futures
 
 __all__ = (
     "AsCompleted",
@@ -69,7 +69,7 @@ def _wait_sync(futures: list[TaskFuture[Any]], timeout: float | None) -> DoneAnd
     pending = [f for f in futures if not f.done()]
     if pending:
         for fut in pending:
-            fut._check_can_block()
+            check_can_block(fut)
         event = threading.Event()
         countdown = _Countdown(len(pending), event.set)
         for fut in pending:
@@ -84,32 +84,19 @@ def _wait_sync(futures: list[TaskFuture[Any]], timeout: float | None) -> DoneAnd
     return _split(futures)
 
 
-def _wait_async(
-    futures: list[TaskFuture[Any]], timeout: float | None
-) -> Generator[Any, None, DoneAndNotDone]:
-    pending = [f for f in futures if not f.done()]
-    if pending:
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
+async def _wait_until(futures: list[TaskFuture[Any]], deadline: float) -> None:
+    """Await until every future is final, or the loop's clock reaches `deadline` (inf:
+    no deadline). One future at a time: a final one costs nothing."""
+    loop = asyncio.get_running_loop()
+    for fut in futures:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return
+        await Suspend(fut, None if remaining == math.inf else remaining)
 
-        def wake() -> None:
-            if _get_running_loop() is loop:
-                _set(waiter)
-            else:
-                loop.call_soon_threadsafe(_set, waiter)
 
-        countdown = _Countdown(len(pending), wake)
-        for fut in pending:
-            fut.add_done_callback(countdown)
-        timer = None if timeout is None else loop.call_later(timeout, _set, waiter)
-        try:
-            yield from waiter.__await__()
-        finally:
-            if timer is not None:
-                timer.cancel()
-            for fut in pending:
-                fut._remove_callback(countdown)
-    return _split(futures)
+def _deadline(timeout: float | None) -> float:
+    return math.inf if timeout is None else asyncio.get_running_loop().time() + timeout
 
 
 # ---- draining a scope: the one way to wait until every run of a scope is final -------
@@ -127,19 +114,12 @@ async def drain_async(
 ) -> int:
     """`drain` for async code, bounded by `timeout`: how many are unfinished (0: none)."""
     loop = asyncio.get_running_loop()
-    deadline = math.inf if timeout is None else loop.time() + timeout
+    deadline = _deadline(timeout)
     while futures := unfinished():
-        for fut in futures:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return len(unfinished())
-            await Suspend(fut, None if remaining == math.inf else remaining)
+        if loop.time() >= deadline:
+            return len(futures)
+        await _wait_until(futures, deadline)
     return 0
-
-
-def _set(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class WaitCall:
@@ -176,7 +156,8 @@ class WaitCall:
 
     def __await__(self) -> Generator[Any, None, DoneAndNotDone]:
         if self._result is None:
-            self._result = yield from _wait_async(self._futures, self._timeout)
+            yield from _wait_until(self._futures, _deadline(self._timeout)).__await__()
+            self._result = _split(self._futures)
         return self._result
 
 
@@ -207,7 +188,7 @@ class AsCompleted:
         finished: queue.SimpleQueue[TaskFuture[Any]] = queue.SimpleQueue()
         pending = [f for f in futures if not f.done()]
         for fut in pending:
-            fut._check_can_block()
+            check_can_block(fut)
         try:
             for fut in pending:
                 fut.add_done_callback(finished.put)

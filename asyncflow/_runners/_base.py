@@ -413,11 +413,17 @@ class TaskRunner(abc.ABC):
         """
         return stop_runs(self.pending_runs(), CancelReason.CANCELLED, pending_only=True)
 
-    def _cancel_running(self) -> None:
-        """Stop every run that can be stopped: those not started end Cancelled, async
+    def _cancel_everything(
+        self, reason: CancelReason = CancelReason.CANCELLED, seconds: float | None = None
+    ) -> None:
+        """Stop every run that can be stopped: those not started end Cancelled first (so
+        none starts meanwhile), then the running ones are stopped for `reason`: async
         runs are cancelled, runs the runner can stop (a process worker is killed) are
-        stopped through it; running thread runs go on (a thread cannot be interrupted)."""
-        stop_runs(self.pending_runs(), CancelReason.CANCELLED)
+        stopped through it; thread runs go on after a plain cancel (a thread cannot be
+        interrupted) and are abandoned after a deadline."""
+        runs = self.pending_runs()
+        stop_runs(runs, CancelReason.CANCELLED, pending_only=True)
+        stop_runs(runs, reason, seconds=seconds)
 
     def _async_loop(self) -> asyncio.AbstractEventLoop:
         return self._loop if self._loop is not None else engine_loop()
@@ -428,12 +434,8 @@ class TaskRunner(abc.ABC):
         default, installed or named runner), not this context. Async runs submitted
         outside flows go to `loop` (None: the engine loop). Failures are not collected
         (a list of every failed run of a process's life would grow without bound)."""
-        if self._started:
-            raise RuntimeError(f"{self.name} is already started; use runner.duplicate()")
-        self._loop = loop
+        self._start(loop)
         self._track_failures = False
-        self._start_resources()
-        self._started = True
 
     def refuse_submissions(self) -> None:
         """From now on `.submit()` raises and shared scopes end new runs Cancelled."""
@@ -448,25 +450,26 @@ class TaskRunner(abc.ABC):
             self._loop = None
 
     # ---- lifecycle ---------------------------------------------------------------------
-    def _enter(self, loop: asyncio.AbstractEventLoop | None) -> None:
+    def _start(self, loop: asyncio.AbstractEventLoop | None) -> None:
         if self._started:
             raise RuntimeError(f"{self.name} is already started; use runner.duplicate()")
         self._loop = loop
         self._start_resources()
         self._started = True
+
+    def _enter(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self._start(loop)
         self._sigterm_claims.append(claim_sigterm(sigterm_enabled))
         self._tokens.append(
             (entered.set(self), current_run.set(None), sync_scope.set(loop is None))
         )
 
     def _leave(self) -> None:
-        self._started = False
         try:
-            self._stop_resources()
+            self.stop_unscoped()
         finally:
             if self._sigterm_claims.pop():
                 release_sigterm()
-            self._loop = None
             runner_token, run_token, scope_token = self._tokens.pop()
             entered.reset(runner_token)
             current_run.reset(run_token)
@@ -503,14 +506,9 @@ class TaskRunner(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         try:
-            if terminating() or (exc_type is not None and not issubclass(exc_type, Exception)):
-                # Ctrl-C / SIGTERM / SystemExit: stop now. Runs still on threads are
-                # abandoned (their futures end Cancelled; daemon threads do not hold up exit).
-                self.abandon(_interrupt_reason(exc_type))
+            fatal = exc_type is not None and not issubclass(exc_type, Exception)
+            if self._abandoned_on_exit(exc_type, fatal):
                 return
-            if exc_type is not None:
-                self.cancel_all()
-                self._cancel_running()
             try:
                 drain(self.unfinished)
             except BaseException as interrupt:  # Ctrl-C / SIGTERM while waiting for runs
@@ -518,6 +516,18 @@ class TaskRunner(abc.ABC):
                 raise
         finally:
             self._leave()
+
+    def _abandoned_on_exit(self, exc_type: type[BaseException] | None, fatal: bool) -> bool:
+        """Leaving the scope with `exc_type`: on SIGTERM or a `fatal` one (Ctrl-C,
+        SystemExit) stop now and say True: runs still on threads are abandoned (their
+        futures end Cancelled; daemon threads do not hold up exit). On another error,
+        cancel what can be cancelled; the caller then drains the rest."""
+        if terminating() or fatal:
+            self.abandon(_interrupt_reason(exc_type))
+            return True
+        if exc_type is not None:
+            self._cancel_everything()
+        return False
 
     def abandon(self, reason: str, cause: CancelReason = CancelReason.INTERRUPTED) -> None:
         """Stop everything now (Ctrl-C, SIGTERM, a shutdown's grace ran out): runs still
@@ -530,9 +540,7 @@ class TaskRunner(abc.ABC):
         TimedOut (async and process runs are stopped, thread runs abandoned: their
         threads are not joined on exit)."""
         self._abandoned = True
-        runs = self.pending_runs()
-        stop_runs(runs, CancelReason.CANCELLED, pending_only=True)
-        stop_runs(runs, CancelReason.TIMED_OUT, seconds=seconds)
+        self._cancel_everything(CancelReason.TIMED_OUT, seconds)
 
     async def __aenter__(self: Self_) -> Self_:
         self._enter(asyncio.get_running_loop())
@@ -545,14 +553,9 @@ class TaskRunner(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         try:
-            if terminating() or (
-                exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit))
-            ):
-                self.abandon(_interrupt_reason(exc_type))  # as `__exit__` does
+            fatal = exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, SystemExit))
+            if self._abandoned_on_exit(exc_type, fatal):  # a CancelledError is not fatal
                 return
-            if exc_type is not None:
-                self.cancel_all()
-                self._cancel_running()
             try:
                 await drain_async(self.unfinished)
             except asyncio.CancelledError:
@@ -561,8 +564,7 @@ class TaskRunner(abc.ABC):
                     raise
                 # Cancelled while draining: stop what we can, then keep draining so no
                 # run outlives its scope, and re-raise at the end.
-                self.cancel_all()
-                self._cancel_running()
+                self._cancel_everything()
                 await drain_async(self.unfinished)
                 raise
             except BaseException as interrupt:  # Ctrl-C / SIGTERM while waiting

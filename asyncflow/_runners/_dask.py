@@ -215,17 +215,27 @@ class DaskTaskRunner(TaskRunner):
         lazy = [fut for fut in list(self._results) if is_deferred(fut)]
         if not lazy or self._client is None:
             return
+        fetched = self._gather([self._results[fut] for fut in lazy])
+        for fut, (value, error) in zip(lazy, fetched, strict=True):
+            if error is None:
+                load_deferred(fut, value)
+            else:
+                logger.error("the value of task %r is lost: %s", fut.name, error)
+
+    def _gather(self, remotes: list[Any]) -> list[tuple[Any, Exception | None]]:
+        """`(value, None)` or `(None, error)` per Dask future: one `gather` for all,
+        or, when one was lost, one fetch each, keeping what can be fetched."""
         try:
-            values = self._client.gather([self._results[fut] for fut in lazy])
-        except Exception:  # one was lost: keep what can be fetched
-            for fut in lazy:
-                try:
-                    load_deferred(fut)
-                except Exception as exc:
-                    logger.error("the value of task %r is lost: %s", fut.name, exc)
-            return
-        for fut, value in zip(lazy, values, strict=True):
-            load_deferred(fut, value)
+            return [(value, None) for value in self.client.gather(remotes)]
+        except Exception:
+            pass
+        out: list[tuple[Any, Exception | None]] = []
+        for remote in remotes:
+            try:
+                out.append((remote.result(), None))
+            except Exception as exc:
+                out.append((None, exc))
+        return out
 
     def _close_owned_cluster(self) -> None:
         cluster, self._owned_cluster = self._owned_cluster, None
@@ -234,10 +244,7 @@ class DaskTaskRunner(TaskRunner):
 
     # ---- running -----------------------------------------------------------------------
     def start_run(self, run: Run) -> None:
-        self._send(run)
-
-    def _send(self, run: Run) -> None:
-        """Ship the run's next attempt (`start_run`, and each retry the core asks for)."""
+        """Ship the run's next attempt (its first, and each retry the core asks for)."""
         client = self._client
         if client is None:
             run.abandon("cancelled: its runner shut down before it could run")
@@ -264,11 +271,12 @@ class DaskTaskRunner(TaskRunner):
             # Stopped while it was being sent (`release_run` found no Dask future yet).
             self._queue.put(remote)
             return
-        remote.add_done_callback(_Finished(self._queue, run))
+        put = self._queue.put  # Dask's callback thread only queues the finished future
+        remote.add_done_callback(lambda remote: put((run, remote)))
 
     def _retry(self, run: Run, delay: float | None) -> None:
         if delay is not None:  # the core says: another attempt, after `delay` s
-            run.retry_later(delay, self._send)
+            run.retry_later(delay, self.start_run)
 
     def can_stop(self, run: Run) -> bool:
         # Every attempt this runner began can be stopped: see `stop_running`.
@@ -338,19 +346,11 @@ class DaskTaskRunner(TaskRunner):
     def _report_fetched(self, fetch: list[tuple[Run, Any]]) -> None:
         if not fetch:
             return
-        try:
-            values = self.client.gather([remote for _, remote in fetch])
-        except Exception:  # one was lost: fetch them one by one
-            values = None
-        for i, (run, remote) in enumerate(fetch):
-            if values is not None:
-                value = values[i]
-            else:
-                try:
-                    value = remote.result()
-                except Exception as exc:
-                    self._crashed(run, f"its value could not be fetched: {exc!r}", exc)
-                    continue
+        fetched = self._gather([remote for _, remote in fetch])
+        for (run, remote), (value, error) in zip(fetch, fetched, strict=True):
+            if error is not None:
+                self._crashed(run, f"its value could not be fetched: {error!r}", error)
+                continue
             self._results[run.future] = remote
             run.report_value(value)
 
@@ -379,16 +379,3 @@ def _load_remote(name: str, remote: Any) -> Any:
             f"the value of task {name!r} was left on the Dask cluster and cannot be "
             f"fetched any more: {type(exc).__name__}: {exc}"
         ) from exc
-
-
-class _Finished:
-    """Dask done callback (runs on Dask's callback thread): queue the finished future."""
-
-    __slots__ = ("queue", "run")
-
-    def __init__(self, q: queue.SimpleQueue[Any], run: Run) -> None:
-        self.queue = q
-        self.run = run
-
-    def __call__(self, remote: Any) -> None:
-        self.queue.put((self.run, remote))

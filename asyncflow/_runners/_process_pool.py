@@ -61,6 +61,7 @@ from ._process_worker import (
     PROGRESS,
     STARTED,
     dumps,
+    serialization_error,
     worker_main,
 )
 
@@ -81,17 +82,7 @@ SKIPPED, RUNNING, DONE, GONE = range(4)
 class _Item:
     """One run on its way to a worker."""
 
-    __slots__ = (
-        "attempt",
-        "batchable",
-        "call_bytes",
-        "fn",
-        "is_async",
-        "marked",
-        "run",
-        "run_id",
-        "seq",
-    )
+    __slots__ = ("batchable", "call_bytes", "fn", "is_async", "marked", "run", "run_id", "seq")
 
     def __init__(
         self,
@@ -107,25 +98,12 @@ class _Item:
         self.call_bytes = call
         self.is_async = run.call.is_async
         self.batchable = batchable  # part of a `.map`: may share a message
-        self.attempt = 0  # the attempt it was last begun for (0: not yet)
         self.marked = False  # reported Running for its current attempt
         self.seq = 0  # its number among the calls sent to its worker (from 1)
 
 
 class _Worker:
-    __slots__ = (
-        "alive",
-        "cells",
-        "conn",
-        "gate",
-        "inflight",
-        "killed",
-        "known",
-        "process",
-        "reported",
-        "sent",
-        "unstarted",
-    )
+    """One worker process and what the parent knows of it."""
 
     def __init__(self, process: Any, conn: Connection, alive: Connection, cells: Any, gate: Any):
         self.process = process
@@ -140,6 +118,13 @@ class _Worker:
         self.known: set[int] = set()  # function keys this worker has loaded
         self.sent = 0  # calls sent so far: the next one's `seq` is this + 1
 
+    def reached(self, seq: int) -> list[_Item]:
+        """Take the sent runs not seen starting whose number is `seq` or lower."""
+        unstarted, out = self.unstarted, []
+        while unstarted and unstarted[0].seq <= seq:
+            out.append(unstarted.popleft())
+        return out
+
 
 def _describe_exit(pid: int | None, code: int | None) -> str:
     if code is not None and code < 0:
@@ -149,10 +134,6 @@ def _describe_exit(pid: int | None, code: int | None) -> str:
             name = f"signal {-code}"
         return f"its worker process (pid {pid}) was killed by {name}"
     return f"its worker process (pid {pid}) exited with code {code}"
-
-
-def _close_in_child(conn: Connection) -> None:
-    conn.close()  # a forked worker's copy of a parent-side pipe end
 
 
 class ProcessPool:
@@ -228,10 +209,8 @@ class ProcessPool:
             try:
                 data = dumps(task_function_ref(task) or task.fn)
             except Exception as exc:
-                raise SerializationError(
-                    f"task {task.name!r}: its function cannot be pickled to send it to a "
-                    f"worker process: {type(exc).__name__}: {exc}"
-                ) from exc
+                what = "its function cannot be pickled to send it to a worker process"
+                raise serialization_error(task.name, what, exc) from exc
             fn = self._functions[task] = (len(self._functions), data, task.name)
         return fn
 
@@ -265,27 +244,22 @@ class ProcessPool:
         """Stop a run that started: skipped if its worker has not reached it after all,
         else that worker is killed (and replaced; the rest of its batch goes to another
         worker). The outcome then reported ends the run as the core decided."""
+        if self.forget(run) == SKIPPED:  # nothing will come back for it: say so now
+            run.report_crash(TaskCrashed(f"task {run.name!r} was stopped before it ran"))
+        # DONE: its result is on the way; GONE: its worker's death is (or was) reported.
+
+    def forget(self, run: Run) -> int:
+        """Make sure `run` (say, CANCELLED while Pending) never runs. Queued, it is
+        dropped when fed; sent, its worker skips it; if it started since the last poll,
+        its worker is killed (the reader sees it die; a late outcome of a final run is
+        dropped). Returns what `_withdraw` found."""
         with self._lock:
             held = self._sent.get(run)
             found = GONE if held is None else self._withdraw(*held)
         if found == RUNNING:
             assert held is not None
-            _kill(held[0])  # the reader sees it die and reports the crash
-        elif found == SKIPPED:  # nothing will come back for it: say so now
-            run.report_crash(TaskCrashed(f"task {run.name!r} was stopped before it ran"))
-        # DONE: its result is on the way; GONE: its worker's death is (or was) reported.
-
-    def forget(self, run: Run) -> None:
-        """`run` ended CANCELLED while Pending: make sure it never runs. Queued, it is
-        dropped when fed; sent, its worker skips it; if it started since the last poll,
-        its worker is killed (its late outcome is dropped: the run is final)."""
-        with self._lock:
-            held = self._sent.get(run)
-            if held is None:
-                return
-            found = self._withdraw(*held)
-        if found == RUNNING:
             _kill(held[0])
+        return found
 
     def _withdraw(self, worker: _Worker, item: _Item) -> int:
         """Under the lock: tell `worker` to skip `item` unless it started already."""
@@ -358,12 +332,9 @@ class ProcessPool:
         started: list[_Item] = []
         waiting = False
         for worker in self._workers:
-            unstarted = worker.unstarted
-            if unstarted:
-                reached = worker.cells[STARTED]
-                while unstarted and unstarted[0].seq <= reached:
-                    started.append(unstarted.popleft())
-                waiting = waiting or bool(unstarted)
+            if worker.unstarted:
+                started += worker.reached(worker.cells[STARTED])
+                waiting = waiting or bool(worker.unstarted)
         return started, waiting
 
     # ---- the reader thread ---------------------------------------------------------------
@@ -428,7 +399,6 @@ class ProcessPool:
             run = item.run
             if run.timeout is not None and not run.attempt:
                 run.begin_attempt()  # the first attempt of a run with a deadline
-            item.attempt = run.attempt
             item.marked = True
 
     def _start_worker(self) -> None:
@@ -436,7 +406,7 @@ class ProcessPool:
         parent_end, child_end = context.Pipe(duplex=True)
         alive_r, alive_w = context.Pipe(duplex=False)
         for parent_side in (parent_end, alive_w):  # forked workers must not keep them open
-            multiprocessing.util.register_after_fork(parent_side, _close_in_child)
+            multiprocessing.util.register_after_fork(parent_side, Connection.close)
         cells = context.RawArray("Q", 3)
         gate = context.Lock()
         process = context.Process(
@@ -474,10 +444,7 @@ class ProcessPool:
         with self._lock:
             items = [worker.inflight.popleft() for _ in results]
             last = items[-1].seq
-            unstarted = worker.unstarted
-            unseen = []  # finished before anyone saw them start: they begin now
-            while unstarted and unstarted[0].seq <= last:
-                unseen.append(unstarted.popleft())
+            unseen = worker.reached(last)  # finished before anyone saw them start
             sent = self._sent
             for item in items:
                 sent.pop(item.run, None)
@@ -497,11 +464,8 @@ class ProcessPool:
             try:
                 value = pickle.loads(payload)
             except BaseException as exc:  # a reducer may raise anything, even SystemExit
-                err = SerializationError(
-                    f"task {run.future.name!r}: its result could not be unpickled in the "
-                    f"parent process: {type(exc).__name__}: {exc}"
-                )
-                self._retry_if_due(item, run.report_error(err))
+                what = "its result could not be unpickled in the parent process"
+                self._retry_if_due(item, run.report_error(serialization_error(run.name, what, exc)))
                 return
             run.report_value(value)
             return
@@ -598,13 +562,19 @@ class ProcessPool:
         for item in items:
             crashed(item.run, exc)
 
+    def _take_queue(self, closing: bool = False) -> tuple[list[_Worker], list[_Item]]:
+        """Empty the queue (and maybe mark the pool closing) under the lock: the workers
+        and the queued runs there were."""
+        with self._lock:
+            self._closing = self._closing or closing
+            items = list(self._queue)
+            self._queue.clear()
+            return list(self._workers), items
+
     def _fail_all(self, exc: BaseException) -> None:
         """The reader failed outside any one worker: end every run CRASHED, kill every
         worker (the pool starts new ones for later runs)."""
-        with self._lock:
-            workers = list(self._workers)
-            items = list(self._queue)
-            self._queue.clear()
+        workers, items = self._take_queue()
         for worker in workers:
             self._fail_worker(worker, exc)
         for item in items:
@@ -612,10 +582,7 @@ class ProcessPool:
 
     def _fail_queue(self, why: str) -> None:
         """End every queued run CRASHED: workers cannot be started (reader thread)."""
-        with self._lock:
-            items = list(self._queue)
-            self._queue.clear()
-        for item in items:
+        for item in self._take_queue()[1]:
             run = item.run
             err = TaskCrashed(f"task {run.future.name!r} crashed: {why}")
             complete(run, State(StateType.CRASHED, message=str(err)), None, err)
@@ -623,18 +590,11 @@ class ProcessPool:
     # ---- shutdown ------------------------------------------------------------------------
     def shutdown(self, kill: bool = False, timeout: float = 5.0) -> None:
         """Stop every worker (gracefully unless `kill`), then the reader thread."""
-        with self._lock:
-            self._closing = True
-            workers = list(self._workers)
-            queued = list(self._queue)
-            self._queue.clear()
+        workers, queued = self._take_queue(closing=True)
         for item in queued:
             cancelled(item.run, "cancelled: its runner shut down before it started")
         for w in workers:
-            if kill:
-                _kill(w)
-            else:
-                _stop(w)
+            (_kill if kill else _stop)(w)
         self._wake()
         self._reader.join(timeout)
         if self._reader.is_alive():  # a worker ignored the stop: it is killed
@@ -695,14 +655,12 @@ def _encode_call(call: Any) -> bytes:
             try:
                 dumps(value)
             except Exception:
-                raise SerializationError(
-                    f"task {task.name!r}: argument {name!r}, of type "
-                    f"{type(value).__qualname__}, cannot be pickled to send it to a worker "
-                    f"process: {type(exc).__name__}: {exc}"
-                ) from exc
-        raise SerializationError(
-            f"task {task.name!r}: its arguments cannot be pickled: {type(exc).__name__}: {exc}"
-        ) from exc
+                what = (
+                    f"argument {name!r}, of type {type(value).__qualname__}, cannot be pickled "
+                    "to send it to a worker process"
+                )
+                raise serialization_error(task.name, what, exc) from exc
+        raise serialization_error(task.name, "its arguments cannot be pickled", exc) from exc
 
 
 def default_context() -> BaseContext:

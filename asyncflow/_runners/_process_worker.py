@@ -59,6 +59,7 @@ __all__ = (
     "STARTED",
     "dumps",
     "encode_error",
+    "serialization_error",
     "worker_main",
 )
 
@@ -96,9 +97,13 @@ def encode_error(exc: BaseException) -> bytes:
     return data
 
 
+def serialization_error(name: str, what: str, exc: BaseException) -> SerializationError:
+    """What crossing a process failed at, for task `name`: `what`, then why."""
+    return SerializationError(f"task {name!r}: {what}: {type(exc).__name__}: {exc}")
+
+
 def _serialization_error(name: str, what: str, exc: BaseException) -> bytes:
-    err = SerializationError(f"task {name!r}: {what}: {type(exc).__name__}: {exc}")
-    return encode_error(err)
+    return encode_error(serialization_error(name, what, exc))
 
 
 class _Function:

@@ -92,11 +92,7 @@ class SharedTaskRunner(TaskRunner):
         return type(self)(self.runner_name)
 
     def __repr__(self) -> str:
-        return (
-            "SharedTaskRunner()"
-            if self.runner_name is None
-            else f"SharedTaskRunner({self.runner_name!r})"
-        )
+        return f"SharedTaskRunner({'' if self.runner_name is None else repr(self.runner_name)})"
 
     @property
     def shared(self) -> TaskRunner | None:
