@@ -1,0 +1,207 @@
+"""Every backend against a reference model, driven by hypothesis.
+
+The model is a dict of runs written from the rules in `_interface` and `_rules`
+(restated here, not imported: the test would otherwise check the rules against
+themselves). Hypothesis interleaves enqueues, claims, renewals, releases, acks,
+dead-letters, cancels and clock moves, and after each step every run's status must
+match; every call's answer (claimed runs and their delivery numbers, renew's Lease,
+ack's and cancel's bool, outcomes) is compared as it happens.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+)
+
+from asyncflow._broker import Broker, Delivery, Lease, RunStatus
+
+from .backends import BACKENDS, FakeClock
+
+KEYS = ("m:a", "m:b", "m:c")
+
+
+@dataclass
+class ModelRun:
+    seq: int
+    key: str
+    max_deliveries: int
+    status: RunStatus = RunStatus.QUEUED
+    deliveries: int = 0
+    token: str | None = None
+    lease_until: float = 0.0
+    cancel_requested: bool = False
+    result: bytes | None = None
+
+
+class BrokerMachine(RuleBasedStateMachine):
+    backend = ""
+    deliveries = Bundle("deliveries")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = Path(tempfile.mkdtemp(prefix="broker-sm-"))
+        self.clock = FakeClock()
+        self.broker: Broker = BACKENDS[self.backend](self.tmp, self.clock)
+        self.runs: dict[str, ModelRun] = {}
+
+    def teardown(self) -> None:
+        self.broker.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- the model's rules ----------------------------------------------------------
+
+    def expire(self) -> None:
+        for run in self.runs.values():
+            if run.status is RunStatus.LEASED and run.lease_until <= self.clock.now:
+                run.token = None
+                if run.cancel_requested:
+                    run.status = RunStatus.CANCELLED
+                elif run.deliveries >= run.max_deliveries:
+                    run.status = RunStatus.DEAD
+                else:
+                    run.status = RunStatus.QUEUED
+
+    def held(self, delivery: Delivery) -> ModelRun | None:
+        run = self.runs[delivery.run_id]
+        if run.status is RunStatus.LEASED and run.token == delivery.token:
+            return run
+        return None
+
+    # -- steps --------------------------------------------------------------------------
+
+    @rule(key=st.sampled_from(KEYS), max_deliveries=st.integers(1, 3))
+    def enqueue(self, key: str, max_deliveries: int) -> None:
+        run_id = f"r{len(self.runs)}"
+        self.broker.enqueue(run_id, key, run_id.encode(), max_deliveries=max_deliveries)
+        self.runs[run_id] = ModelRun(len(self.runs), key, max_deliveries)
+
+    @precondition(lambda self: bool(self.runs))
+    @rule(data=st.data())
+    def enqueue_a_duplicate(self, data: st.DataObject) -> None:
+        run_id = data.draw(st.sampled_from(sorted(self.runs)))
+        with pytest.raises(ValueError, match="exists already"):
+            self.broker.enqueue(run_id, KEYS[0], b"dup", max_deliveries=1)
+
+    @rule(
+        target=deliveries,
+        keys=st.sets(st.sampled_from(KEYS), max_size=3),
+        limit=st.integers(1, 3),
+        lease=st.sampled_from([1.0, 5.0, 30.0]),
+    )
+    def claim(self, keys: set[str], limit: int, lease: float) -> object:
+        got = self.broker.claim("w", keys, lease_seconds=lease, limit=limit)
+        self.expire()
+        queued = sorted(
+            (run.seq, run_id)
+            for run_id, run in self.runs.items()
+            if run.status is RunStatus.QUEUED and run.key in keys
+        )
+        expected = [run_id for _, run_id in queued[:limit]]
+        assert [d.run_id for d in got] == expected
+        for delivery in got:
+            run = self.runs[delivery.run_id]
+            run.status, run.token = RunStatus.LEASED, delivery.token
+            run.deliveries += 1
+            run.lease_until = self.clock.now + lease
+            assert (delivery.delivery, delivery.task_key) == (run.deliveries, run.key)
+            assert delivery.payload == delivery.run_id.encode()
+        return multiple(*got)
+
+    @rule(delivery=deliveries, lease=st.sampled_from([1.0, 5.0, 30.0]))
+    def renew(self, delivery: Delivery, lease: float) -> None:
+        answer = self.broker.renew(delivery, lease)
+        run = self.held(delivery)
+        if run is None:
+            assert answer is Lease.LOST
+            return
+        run.lease_until = self.clock.now + lease
+        assert answer is (Lease.CANCEL_REQUESTED if run.cancel_requested else Lease.HELD)
+
+    @rule(delivery=deliveries)
+    def release(self, delivery: Delivery) -> None:
+        self.broker.release(delivery)
+        run = self.held(delivery)
+        if run is not None:
+            run.token = None
+            run.deliveries -= 1
+            run.status = RunStatus.CANCELLED if run.cancel_requested else RunStatus.QUEUED
+
+    @rule(delivery=deliveries)
+    def ack(self, delivery: Delivery) -> None:
+        result = f"result of {delivery.token}".encode()
+        acked = self.broker.ack(delivery, result)
+        run = self.held(delivery)
+        assert acked == (run is not None)
+        if run is not None:
+            run.status, run.token, run.result = RunStatus.DONE, None, result
+
+    @rule(delivery=deliveries)
+    def dead_letter(self, delivery: Delivery) -> None:
+        self.broker.dead_letter(delivery, "bad signature")
+        run = self.held(delivery)
+        if run is not None:
+            run.status, run.token = RunStatus.DEAD, None
+
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        run_id = data.draw(st.sampled_from([*sorted(self.runs), "unknown"]))
+        cancelled = self.broker.cancel(run_id)
+        run = self.runs.get(run_id)
+        if run is None or run.status.is_final:
+            assert not cancelled
+        elif run.status is RunStatus.QUEUED:
+            assert cancelled
+            run.status = RunStatus.CANCELLED
+        else:
+            assert cancelled
+            run.cancel_requested = True
+
+    @rule(seconds=st.sampled_from([0.5, 1.0, 4.0, 30.0]))
+    def advance_clock(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    @rule()
+    def outcomes(self) -> None:
+        got = self.broker.outcomes([*self.runs, "unknown"])
+        self.expire()
+        expected = [run_id for run_id, run in self.runs.items() if run.status.is_final]
+        assert [o.run_id for o in got] == expected
+        for outcome in got:
+            run = self.runs[outcome.run_id]
+            assert (outcome.status, outcome.deliveries) == (run.status, run.deliveries)
+            assert outcome.task_key == run.key
+            assert outcome.result == run.result
+            assert bool(outcome.reason) == (run.status is not RunStatus.DONE)
+
+    @invariant()
+    def every_status_matches(self) -> None:
+        for run_id, run in self.runs.items():
+            assert self.broker.status(run_id) is run.status, run_id
+
+
+class MemoryMachine(BrokerMachine):
+    backend = "memory"
+
+
+class SQLiteMachine(BrokerMachine):
+    backend = "sqlite"
+
+
+TestMemoryBroker = MemoryMachine.TestCase
+TestMemoryBroker.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+TestSQLiteBroker = SQLiteMachine.TestCase
+TestSQLiteBroker.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
