@@ -1,0 +1,108 @@
+"""What only the SQLite broker has: its file, connections, schema, close and fork."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from asyncflow._broker import RunStatus
+from asyncflow._broker._sqlite import SQLiteBroker
+
+
+def test_the_file_is_in_wal_mode_and_survives_reopening(tmp_path: Path) -> None:
+    broker = SQLiteBroker(tmp_path / "b.db")
+    broker.enqueue("r1", "m:f", b"p", max_deliveries=2)
+    broker.close()
+    conn = sqlite3.connect(tmp_path / "b.db")
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        conn.close()
+    again = SQLiteBroker(tmp_path / "b.db")
+    try:
+        assert again.status("r1") is RunStatus.QUEUED
+        (delivery,) = again.claim("w", ["m:f"], lease_seconds=5, limit=1)
+        assert delivery.payload == b"p"
+    finally:
+        again.close()
+
+
+def test_a_closed_broker_says_so(tmp_path: Path) -> None:
+    broker = SQLiteBroker(tmp_path / "b.db")
+    broker.close()
+    with pytest.raises(RuntimeError, match=r"SQLiteBroker .*b\.db.* is closed"):
+        broker.status("r1")
+    broker.close()  # twice is fine
+
+
+def test_each_thread_has_its_own_connection_and_dead_ones_are_closed(tmp_path: Path) -> None:
+    broker = SQLiteBroker(tmp_path / "b.db")
+    try:
+
+        def use() -> None:
+            broker.status("r1")
+
+        threads = [threading.Thread(target=use, name=f"broker-user-{i}") for i in range(3)]
+        for thread in threads:  # one after another: each new connection prunes the dead
+            thread.start()
+            thread.join(10)
+        assert set(broker._conns) == {threading.current_thread(), threads[-1]}
+    finally:
+        broker.close()
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    SQLiteBroker(tmp_path / "b.db").close()
+    conn = sqlite3.connect(tmp_path / "b.db")
+    conn.execute("PRAGMA user_version=99")
+    conn.close()
+    with pytest.raises(RuntimeError, match="schema version 99"):
+        SQLiteBroker(tmp_path / "b.db")
+
+
+def test_a_bad_synchronous_setting(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        SQLiteBroker(tmp_path / "b.db", synchronous="sometimes")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.timeout(60)
+def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
+    # In a fresh interpreter: forking the test process (with its threads) is unsafe.
+    script = textwrap.dedent(
+        """
+        import os, sys
+        from asyncflow._broker._sqlite import SQLiteBroker
+        broker = SQLiteBroker(sys.argv[1])
+        broker.enqueue("parent", "m:f", b"p", max_deliveries=1)
+        parent_conn = broker._conns[next(iter(broker._conns))]
+        pid = os.fork()
+        if pid == 0:
+            try:
+                broker.enqueue("child", "m:f", b"c", max_deliveries=1)
+                ok = broker._state.conn is not parent_conn
+                broker.close()  # closes the child's connection, never the parent's
+                os._exit(0 if ok else 3)
+            except BaseException:
+                os._exit(4)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, status
+        assert broker.status("child") is not None  # the parent's connection still works
+        broker.close()
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "b.db")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
