@@ -30,8 +30,16 @@ def test_the_file_is_in_wal_mode_and_survives_reopening(tmp_path: Path) -> None:
         assert again.status("r1") is RunStatus.QUEUED
         (delivery,) = again.claim("w", ["m:f"], lease_seconds=5, limit=1)
         assert delivery.payload == b"p"
+        _, cursor = again.finished_since(None)
+        assert again.ack(delivery, b"done")
     finally:
         again.close()
+    third = SQLiteBroker(tmp_path / "b.db")
+    try:  # a cursor stays valid across processes and restarts
+        (outcome,), _ = third.finished_since(cursor)
+        assert (outcome.run_id, outcome.result) == ("r1", b"done")
+    finally:
+        third.close()
 
 
 def test_a_closed_broker_says_so(tmp_path: Path) -> None:

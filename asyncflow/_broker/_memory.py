@@ -64,6 +64,7 @@ class MemoryBroker:
         self._runs: dict[str, _Run] = {}
         self._queued: dict[str, list[tuple[int, str]]] = {}  # task key -> heap of (seq, id)
         self._leased: set[str] = set()
+        self._finished: list[str] = []  # run ids in the order they became final
         self._seq = 0
         self._version = 0
         self._seen = _SeenVersion()
@@ -86,18 +87,32 @@ class MemoryBroker:
 
     def _unlease(self, run: _Run, status: RunStatus, reason: str) -> None:
         self._leased.discard(run.run_id)
-        run.status, run.reason, run.token, run.worker = status, reason, None, None
+        run.token = run.worker = None
         if status is RunStatus.QUEUED:
+            run.status, run.reason = status, reason
             self._push(run)
+        else:
+            self._finish(run, status, reason)
+
+    def _finish(self, run: _Run, status: RunStatus, reason: str) -> None:
+        run.status, run.reason = status, reason
+        self._finished.append(run.run_id)
 
     def _expire_overdue(self) -> bool:
         now = self._clock()
-        overdue = [self._runs[r] for r in self._leased if self._runs[r].lease_until <= now]
+        leased = (self._runs[run_id] for run_id in self._leased)
+        overdue = sorted((r for r in leased if r.lease_until <= now), key=lambda r: r.seq)
         for run in overdue:
             self._unlease(
                 run, *_rules.on_expiry(run.deliveries, run.max_deliveries, run.cancel_requested)
             )
         return bool(overdue)
+
+    def _expire_and_mark(self) -> None:
+        if self._expire_overdue():
+            self._changed()
+        else:
+            self._observe()
 
     def _held(self, delivery: Delivery) -> _Run | None:
         run = self._runs.get(delivery.run_id)
@@ -192,8 +207,8 @@ class MemoryBroker:
             if run is None:
                 self._observe()
                 return False
-            self._unlease(run, RunStatus.DONE, "")
             run.result = result
+            self._unlease(run, RunStatus.DONE, "")
             self._changed()
             return True
 
@@ -213,7 +228,7 @@ class MemoryBroker:
                 self._observe()
                 return False
             if run.status is RunStatus.QUEUED:
-                run.status, run.reason = RunStatus.CANCELLED, _rules.CANCELLED_QUEUED
+                self._finish(run, RunStatus.CANCELLED, _rules.CANCELLED_QUEUED)
             else:
                 run.cancel_requested = True
             self._changed()
@@ -227,12 +242,18 @@ class MemoryBroker:
 
     def outcomes(self, run_ids: Collection[str]) -> list[Outcome]:
         with self._cond:
-            if self._expire_overdue():
-                self._changed()
-            else:
-                self._observe()
+            self._expire_and_mark()
             found = (self._runs.get(run_id) for run_id in dict.fromkeys(run_ids))
             return [_outcome(run) for run in found if run is not None and run.status.is_final]
+
+    def finished_since(self, cursor: int | None, *, limit: int = 1000) -> tuple[list[Outcome], int]:
+        _rules.check_feed(cursor, limit)
+        with self._cond:
+            self._expire_and_mark()
+            if cursor is None:
+                return [], len(self._finished)
+            ids = self._finished[cursor : cursor + limit]
+            return [_outcome(self._runs[run_id]) for run_id in ids], cursor + len(ids)
 
     def wait(self, timeout: float) -> None:
         with self._cond:

@@ -15,7 +15,9 @@ The precise rules, beyond the state machine in `_interface`:
   CANCELLED: no worker takes a run that its submitter cancelled.
 - An expired lease of a run that has had `max_deliveries` deliveries makes it DEAD;
   otherwise the run is QUEUED again, in its original place (oldest first).
-- `claim` with no task keys claims nothing.
+- `claim` with no task keys claims nothing (but still expires overdue leases).
+- Runs whose leases expire in one call become final, for `finished_since`, in
+  enqueue order.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = (
     "CANCELLED_QUEUED",
     "check_claim",
     "check_enqueue",
+    "check_feed",
     "check_lease_seconds",
     "dead_letter_reason",
     "on_expiry",
@@ -68,6 +71,15 @@ def check_claim(worker: str, task_keys: Collection[str], lease_seconds: float, l
     if isinstance(task_keys, str):
         raise TypeError(f"task_keys must be a collection of str, not the str {task_keys!r}")
     check_lease_seconds(lease_seconds)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be an int >= 1, got {limit!r}")
+
+
+def check_feed(cursor: int | None, limit: int) -> None:
+    if cursor is not None and (
+        isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0
+    ):
+        raise ValueError(f"cursor must be None or an int >= 0 from finished_since, got {cursor!r}")
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"limit must be an int >= 1, got {limit!r}")
 

@@ -71,11 +71,18 @@ CREATE TABLE IF NOT EXISTS runs (
     result BLOB,
     reason TEXT NOT NULL DEFAULT '',
     enqueued_at REAL NOT NULL,
-    finished_at REAL
+    finished_at REAL,
+    finish_seq INTEGER  -- the order runs became final in (finished_since)
 );
 CREATE INDEX IF NOT EXISTS runs_queued ON runs (task_key, seq) WHERE status = 'queued';
 CREATE INDEX IF NOT EXISTS runs_leased ON runs (lease_until) WHERE status = 'leased';
+CREATE INDEX IF NOT EXISTS runs_finished ON runs (finish_seq) WHERE finish_seq IS NOT NULL;
 """
+# The newest finish_seq: a reverse step of the index, where MAX() with the partial
+# index's WHERE would scan it.
+LAST_FINISH = (
+    "SELECT finish_seq FROM runs WHERE finish_seq IS NOT NULL ORDER BY finish_seq DESC LIMIT 1"
+)
 FINAL = tuple(s.value for s in RunStatus if s.is_final)
 IN_CHUNK = 500  # ids per `IN (...)`: below every SQLite build's variable limit
 POLL_FIRST = 0.0005
@@ -244,19 +251,33 @@ class SQLiteBroker:
     def _expire_overdue(self, conn: sqlite3.Connection, now: float) -> None:
         overdue = conn.execute(
             "SELECT seq, deliveries, max_deliveries, cancel_requested FROM runs"
-            " WHERE status = 'leased' AND lease_until <= ?",
+            " WHERE status = 'leased' AND lease_until <= ? ORDER BY seq",  # the feed's order
             (now,),
         ).fetchall()
-        updates = []
         for seq, deliveries, max_deliveries, cancel_requested in overdue:
             status, reason = _rules.on_expiry(deliveries, max_deliveries, bool(cancel_requested))
-            finished = now if status.is_final else None
-            updates.append((status.value, reason, finished, seq))
-        conn.executemany(
-            "UPDATE runs SET status = ?, reason = ?, finished_at = ?, worker = NULL,"
-            " token = NULL, lease_until = NULL WHERE seq = ?",
-            updates,
+            self._unlease(conn, seq, status, reason, now)
+
+    def _unlease(
+        self, conn: sqlite3.Connection, seq: int, status: RunStatus, reason: str, now: float
+    ) -> None:
+        """Take the lease off run `seq`, leaving it `status` (QUEUED, or final)."""
+        final = status.is_final
+        conn.execute(
+            "UPDATE runs SET status = ?, reason = ?, finished_at = ?, finish_seq = ?,"
+            " worker = NULL, token = NULL, lease_until = NULL WHERE seq = ?",
+            (status.value, reason, now if final else None, self._next_finish(conn, final), seq),
         )
+
+    @staticmethod
+    def _last_finish(rows: list[Any]) -> int:
+        return int(rows[0][0]) if rows else 0
+
+    def _next_finish(self, conn: sqlite3.Connection, final: bool = True) -> int | None:
+        """The next `finish_seq` (under the write lock: no other writer can take it)."""
+        if not final:
+            return None
+        return self._last_finish(conn.execute(LAST_FINISH).fetchall()) + 1
 
     # -- the Broker protocol ----------------------------------------------------------
 
@@ -337,13 +358,9 @@ class SQLiteBroker:
             if held is None:
                 return
             seq, cancel_requested = held
+            conn.execute("UPDATE runs SET deliveries = deliveries - 1 WHERE seq = ?", (seq,))
             status, reason = _rules.on_release(bool(cancel_requested))
-            finished = self._clock() if status.is_final else None
-            conn.execute(
-                "UPDATE runs SET status = ?, reason = ?, finished_at = ?, worker = NULL,"
-                " token = NULL, lease_until = NULL, deliveries = deliveries - 1 WHERE seq = ?",
-                (status.value, reason, finished, seq),
-            )
+            self._unlease(conn, seq, status, reason, self._clock())
 
     def ack(self, delivery: Delivery, result: bytes) -> bool:
         if not isinstance(result, bytes):
@@ -359,18 +376,26 @@ class SQLiteBroker:
         with self._write() as conn:
             cursor = conn.execute(
                 "UPDATE runs SET status = ?, reason = ?, result = ?, finished_at = ?,"
-                " worker = NULL, token = NULL, lease_until = NULL"
+                " finish_seq = ?, worker = NULL, token = NULL, lease_until = NULL"
                 " WHERE run_id = ? AND status = 'leased' AND token = ?",
-                (status.value, reason, result, self._clock(), delivery.run_id, delivery.token),
+                (
+                    status.value,
+                    reason,
+                    result,
+                    self._clock(),
+                    self._next_finish(conn),
+                    delivery.run_id,
+                    delivery.token,
+                ),
             )
             return cursor.rowcount == 1
 
     def cancel(self, run_id: str) -> bool:
         with self._write() as conn:
             cursor = conn.execute(
-                "UPDATE runs SET status = 'cancelled', reason = ?, finished_at = ?"
-                " WHERE run_id = ? AND status = 'queued'",
-                (_rules.CANCELLED_QUEUED, self._clock(), run_id),
+                "UPDATE runs SET status = 'cancelled', reason = ?, finished_at = ?,"
+                " finish_seq = ? WHERE run_id = ? AND status = 'queued'",
+                (_rules.CANCELLED_QUEUED, self._clock(), self._next_finish(conn), run_id),
             )
             if cursor.rowcount == 0:
                 cursor = conn.execute(
@@ -384,12 +409,16 @@ class SQLiteBroker:
         rows = self._read("SELECT status FROM runs WHERE run_id = ?", (run_id,))
         return RunStatus(rows[0][0]) if rows else None
 
-    def outcomes(self, run_ids: Collection[str]) -> list[Outcome]:
-        ids = list(dict.fromkeys(run_ids))
+    def _expire_if_overdue(self) -> None:
+        """For the readers: a plain read first; the write lock only if there is work."""
         self._note_read_version()
         if self._any_overdue(self._clock()):
             with self._write() as conn:
                 self._expire_overdue(conn, self._clock())
+
+    def outcomes(self, run_ids: Collection[str]) -> list[Outcome]:
+        ids = list(dict.fromkeys(run_ids))
+        self._expire_if_overdue()
         found: dict[str, Outcome] = {}
         final = ",".join(f"'{status}'" for status in FINAL)
         for start in range(0, len(ids), IN_CHUNK):
@@ -402,6 +431,19 @@ class SQLiteBroker:
             for run_id, key, status, result, reason, deliveries in rows:
                 found[run_id] = Outcome(run_id, key, RunStatus(status), result, reason, deliveries)
         return [found[run_id] for run_id in ids if run_id in found]
+
+    def finished_since(self, cursor: int | None, *, limit: int = 1000) -> tuple[list[Outcome], int]:
+        _rules.check_feed(cursor, limit)
+        self._expire_if_overdue()
+        if cursor is None:
+            return [], self._last_finish(self._read(LAST_FINISH))
+        rows = self._read(
+            "SELECT run_id, task_key, status, result, reason, deliveries, finish_seq FROM runs"
+            " WHERE finish_seq > ? ORDER BY finish_seq LIMIT ?",
+            (cursor, limit),
+        )
+        outcomes = [Outcome(r[0], r[1], RunStatus(r[2]), r[3], r[4], r[5]) for r in rows]
+        return outcomes, rows[-1][6] if rows else cursor
 
     def wait(self, timeout: float) -> None:
         state = self._state

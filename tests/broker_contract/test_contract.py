@@ -321,3 +321,53 @@ def test_wait_times_out_when_nothing_changes(broker: Broker) -> None:
     thread.start()
     thread.join(WAIT / 2)
     assert returned.is_set()
+
+
+# -- finished_since ---------------------------------------------------------------------
+
+
+def test_the_feed_lists_runs_in_the_order_they_became_final(
+    broker: Broker, clock: FakeClock
+) -> None:
+    enqueue(broker, "before")
+    broker.cancel("before")
+    empty, cursor = broker.finished_since(None)  # from now: "before" is history
+    assert empty == []
+    enqueue(broker, "acked", "dead", "expired", "released", "cancelled")
+    enqueue(broker, "expired-2", max_deliveries=1)
+    acked, dead, _, released = broker.claim("w", [KEY], lease_seconds=LEASE, limit=4)
+    assert broker.ack(acked, b"value")
+    broker.cancel("cancelled")
+    broker.dead_letter(dead, "bad signature")
+    broker.cancel("released")
+    broker.release(released)
+    broker.cancel("expired")  # leased: final once its lease expires
+    (last,) = broker.claim("w", [KEY], lease_seconds=LEASE, limit=1)
+    assert last.run_id == "expired-2"
+    clock.advance(LEASE)
+    first, cursor = broker.finished_since(cursor, limit=3)
+    rest, cursor = broker.finished_since(cursor, limit=3)
+    order = ["acked", "cancelled", "dead", "released", "expired", "expired-2"]
+    assert [o.run_id for o in first + rest] == order
+    statuses = [o.status for o in first + rest]
+    assert statuses == [RunStatus.DONE] + [RunStatus.CANCELLED] + [RunStatus.DEAD] + [
+        RunStatus.CANCELLED
+    ] * 2 + [RunStatus.DEAD]
+    assert first[0].result == b"value"
+    assert broker.finished_since(cursor) == ([], cursor)  # nothing new
+    enqueue(broker, "later")
+    broker.cancel("later")
+    (later,), _ = broker.finished_since(cursor)
+    assert later.run_id == "later"
+    assert broker.finished_since(None)[0] == []
+
+
+@pytest.mark.parametrize(
+    ("cursor", "limit", "match"),
+    [(-1, 10, "cursor"), ("0", 10, "cursor"), (True, 10, "cursor"), (0, 0, "limit")],
+)
+def test_the_feed_refuses_bad_cursors(
+    broker: Broker, cursor: object, limit: int, match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        broker.finished_since(cursor, limit=limit)  # type: ignore[arg-type]  # on purpose

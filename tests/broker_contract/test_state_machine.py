@@ -5,7 +5,7 @@ The model is a dict of runs written from the rules in `_interface` and `_rules`
 themselves). Hypothesis interleaves enqueues, claims, renewals, releases, acks,
 dead-letters, cancels and clock moves, and after each step every run's status must
 match; every call's answer (claimed runs and their delivery numbers, renew's Lease,
-ack's and cancel's bool, outcomes) is compared as it happens.
+ack's and cancel's bool, outcomes, the finished_since feed) is compared as it happens.
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ class BrokerMachine(RuleBasedStateMachine):
         self.clock = FakeClock()
         self.broker: Broker = BACKENDS[self.backend](self.tmp, self.clock)
         self.runs: dict[str, ModelRun] = {}
+        self.finished: list[str] = []  # the order runs became final in
+        self.feed: list[str] = []  # what finished_since has listed so far
+        self.cursor = self.broker.finished_since(None)[1]
 
     def teardown(self) -> None:
         self.broker.close()
@@ -65,15 +68,19 @@ class BrokerMachine(RuleBasedStateMachine):
     # -- the model's rules ----------------------------------------------------------
 
     def expire(self) -> None:
-        for run in self.runs.values():
+        for run_id, run in self.runs.items():  # in enqueue order
             if run.status is RunStatus.LEASED and run.lease_until <= self.clock.now:
                 run.token = None
                 if run.cancel_requested:
-                    run.status = RunStatus.CANCELLED
+                    self.finish(run_id, RunStatus.CANCELLED)
                 elif run.deliveries >= run.max_deliveries:
-                    run.status = RunStatus.DEAD
+                    self.finish(run_id, RunStatus.DEAD)
                 else:
                     run.status = RunStatus.QUEUED
+
+    def finish(self, run_id: str, status: RunStatus) -> None:
+        self.runs[run_id].status = status
+        self.finished.append(run_id)
 
     def held(self, delivery: Delivery) -> ModelRun | None:
         run = self.runs[delivery.run_id]
@@ -138,7 +145,10 @@ class BrokerMachine(RuleBasedStateMachine):
         if run is not None:
             run.token = None
             run.deliveries -= 1
-            run.status = RunStatus.CANCELLED if run.cancel_requested else RunStatus.QUEUED
+            if run.cancel_requested:
+                self.finish(delivery.run_id, RunStatus.CANCELLED)
+            else:
+                run.status = RunStatus.QUEUED
 
     @rule(delivery=deliveries)
     def ack(self, delivery: Delivery) -> None:
@@ -147,14 +157,16 @@ class BrokerMachine(RuleBasedStateMachine):
         run = self.held(delivery)
         assert acked == (run is not None)
         if run is not None:
-            run.status, run.token, run.result = RunStatus.DONE, None, result
+            run.token, run.result = None, result
+            self.finish(delivery.run_id, RunStatus.DONE)
 
     @rule(delivery=deliveries)
     def dead_letter(self, delivery: Delivery) -> None:
         self.broker.dead_letter(delivery, "bad signature")
         run = self.held(delivery)
         if run is not None:
-            run.status, run.token = RunStatus.DEAD, None
+            run.token = None
+            self.finish(delivery.run_id, RunStatus.DEAD)
 
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
@@ -165,7 +177,7 @@ class BrokerMachine(RuleBasedStateMachine):
             assert not cancelled
         elif run.status is RunStatus.QUEUED:
             assert cancelled
-            run.status = RunStatus.CANCELLED
+            self.finish(run_id, RunStatus.CANCELLED)
         else:
             assert cancelled
             run.cancel_requested = True
@@ -186,6 +198,17 @@ class BrokerMachine(RuleBasedStateMachine):
             assert outcome.task_key == run.key
             assert outcome.result == run.result
             assert bool(outcome.reason) == (run.status is not RunStatus.DONE)
+
+    @rule(limit=st.integers(1, 4))
+    def follow_the_feed(self, limit: int) -> None:
+        got, self.cursor = self.broker.finished_since(self.cursor, limit=limit)
+        self.expire()
+        listed = len(self.feed)
+        self.feed += [o.run_id for o in got]
+        assert self.feed == self.finished[: len(self.feed)]
+        assert len(got) == min(limit, len(self.finished) - listed)
+        for outcome in got:
+            assert outcome.status is self.runs[outcome.run_id].status
 
     @invariant()
     def every_status_matches(self) -> None:
