@@ -87,8 +87,9 @@ def _child(args: list[str]) -> None:
     else:
         while True:
             claimed = broker.claim("echo", [KEY], lease_seconds=60, limit=16)
+            seen = time.perf_counter()  # system-wide monotonic clock on Linux and macOS
             for delivery in claimed:
-                broker.ack(delivery, b"ok")
+                broker.ack(delivery, repr(seen).encode())
                 if delivery.run_id == "stop":
                     broker.close()
                     return
@@ -159,11 +160,12 @@ def threads_enqueue_rate(tmp: Path, n: int, factory: Callable[[Path], SQLiteBrok
     return per_thread * 4 / elapsed
 
 
-def round_trips(tmp: Path, n: int, gap: float) -> list[float]:
-    """Seconds from enqueue to the submitter seeing the outcome, worker in a process."""
+def round_trips(tmp: Path, n: int, gap: float) -> tuple[list[float], list[float]]:
+    """Seconds from enqueue to the submitter seeing the outcome, worker in a process,
+    and from enqueue to the worker's claim (its `wait` waking up)."""
     broker = _fresh(tmp, "rtt")
     echo = _spawn("echo", str(broker.path))
-    samples = []
+    samples, wakes = [], []
     try:
         warm = "warm-up"
         broker.enqueue(warm, KEY, PAYLOAD, max_deliveries=3)
@@ -173,8 +175,9 @@ def round_trips(tmp: Path, n: int, gap: float) -> list[float]:
                 time.sleep(gap)
             t0 = time.perf_counter()
             broker.enqueue(f"rt{i}", KEY, PAYLOAD, max_deliveries=3)
-            _await_outcome(broker, f"rt{i}")
+            claimed_at = _await_outcome(broker, f"rt{i}")
             samples.append(time.perf_counter() - t0)
+            wakes.append(claimed_at - t0)
         broker.enqueue("stop", KEY, PAYLOAD, max_deliveries=3)
         echo.wait(timeout=60)
     finally:
@@ -182,15 +185,50 @@ def round_trips(tmp: Path, n: int, gap: float) -> list[float]:
             echo.kill()
             echo.wait()
         broker.close()
-    return samples
+    return samples, wakes
 
 
-def _await_outcome(broker: SQLiteBroker, run_id: str) -> None:
+def _await_outcome(broker: SQLiteBroker, run_id: str) -> float:
+    """The echo worker's perf_counter() when it claimed `run_id`."""
     deadline = time.monotonic() + 30
-    while not broker.outcomes([run_id]):
+    while not (found := broker.outcomes([run_id])):
         if time.monotonic() > deadline:
             raise RuntimeError(f"no outcome for {run_id}")
         broker.wait(1.0)
+    return float(found[0].result or b"nan")
+
+
+def thread_wakes(tmp: Path, n: int) -> list[float]:
+    """Seconds from an enqueue to a `wait` in another thread of the process returning."""
+    broker = _fresh(tmp, "wake")
+    woke, ready = threading.Event(), threading.Event()
+    stop = False
+    samples: list[float] = []
+
+    def waiter() -> None:
+        while not stop:
+            broker.status("none")  # the baseline
+            ready.set()
+            broker.wait(5.0)
+            samples.append(time.perf_counter())
+            woke.set()
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    starts = []
+    for i in range(n + 1):
+        ready.wait()
+        ready.clear()
+        woke.clear()
+        time.sleep(0.002)  # let the waiter settle into its poll sleep
+        if i == n:
+            stop = True
+        starts.append(time.perf_counter())
+        broker.enqueue(f"w{i}", KEY, PAYLOAD, max_deliveries=3)
+        woke.wait()
+    thread.join()
+    broker.close()
+    return [end - start for start, end in zip(starts, samples, strict=True)][:n]
 
 
 def file_size(tmp: Path, n: int) -> tuple[int, int]:
@@ -216,6 +254,11 @@ def _stats(samples: list[float], unit: str, digits: int = 0) -> str:
         f"{statistics.median(samples):,.{digits}f} {unit} "
         f"[{min(samples):,.{digits}f}, {max(samples):,.{digits}f}]"
     )
+
+
+def _percentiles(seconds: list[float]) -> str:
+    q = statistics.quantiles([s * 1e3 for s in seconds], n=100)
+    return f"p50 {q[49]:.2f} ms, p99 {q[98]:.2f} ms ({len(seconds)} samples)"
 
 
 def _repeat(fn: Callable[[], float], repeats: int) -> list[float]:
@@ -247,13 +290,11 @@ def main(argv: list[str]) -> int:
         print("enqueue, 4 threads, connection per thread:", _stats(per_thread, "runs/s"))
         print("enqueue, 4 threads, one connection + lock:", _stats(shared, "runs/s"))
         trips = 200 if args.quick else 1_000
+        print("wait wake-up, another thread:", _percentiles(thread_wakes(tmp, trips // 5)))
         for gap in (0.0, 0.05):
-            ms = [s * 1e3 for s in round_trips(tmp, trips if not gap else trips // 5, gap)]
-            q = statistics.quantiles(ms, n=100)
-            print(
-                f"round trip (worker process, idle gap {gap * 1e3:.0f} ms): "
-                f"p50 {q[49]:.2f} ms, p99 {q[98]:.2f} ms ({len(ms)} trips)"
-            )
+            trip, wake = round_trips(tmp, trips if not gap else trips // 5, gap)
+            print(f"round trip, worker process, idle gap {gap * 1e3:.0f} ms:", _percentiles(trip))
+            print("  of which the worker's wake-up (enqueue to claim):", _percentiles(wake))
         big = 20_000 if args.quick else 100_000
         before, after = file_size(tmp, big)
         print(

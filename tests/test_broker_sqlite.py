@@ -114,3 +114,41 @@ def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_every_query_uses_an_index(tmp_path: Path) -> None:
+    """No statement the broker runs scans the whole table (an ORDER BY or a MAX()
+    can make SQLite's planner give up an index, silently, costing O(runs) a call)."""
+    broker = SQLiteBroker(tmp_path / "b.db", clock=lambda: clock[0])
+    clock = [1000.0]
+    statements: list[str] = []
+    broker._conn().set_trace_callback(statements.append)
+    try:
+        for i in range(6):
+            broker.enqueue(f"r{i}", "m:f", b"p", max_deliveries=2)
+        first, second, third, fourth = broker.claim("w", ["m:f", "m:g"], lease_seconds=5, limit=4)
+        broker.renew(first, 5)
+        broker.ack(first, b"v")
+        broker.dead_letter(second, "why")
+        broker.release(third)
+        broker.cancel("r4")
+        broker.cancel(fourth.run_id)
+        clock[0] += 10
+        broker.outcomes(["r0", "r1", "r5"])
+        broker.claim("w", ["m:f"], lease_seconds=5, limit=1)
+        broker.finished_since(None)
+        broker.finished_since(0)
+        broker.status("r0")
+        broker.wait(0)
+        plans = {}
+        conn = sqlite3.connect(tmp_path / "b.db")
+        for sql in set(statements):
+            if sql.split(" ", 1)[0].upper() in ("SELECT", "UPDATE", "DELETE"):
+                plan = conn.execute(f"EXPLAIN QUERY PLAN {sql}", [None] * sql.count("?"))
+                plans[sql] = [row[3] for row in plan]
+        conn.close()
+        assert len(plans) >= 10  # the workload reached the hot queries
+        scans = {sql: plan for sql, plan in plans.items() if any("SCAN runs" in p for p in plan)}
+        assert not scans
+    finally:
+        broker.close()

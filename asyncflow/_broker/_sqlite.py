@@ -251,10 +251,10 @@ class SQLiteBroker:
     def _expire_overdue(self, conn: sqlite3.Connection, now: float) -> None:
         overdue = conn.execute(
             "SELECT seq, deliveries, max_deliveries, cancel_requested FROM runs"
-            " WHERE status = 'leased' AND lease_until <= ? ORDER BY seq",  # the feed's order
+            " WHERE status = 'leased' AND lease_until <= ?",  # no ORDER BY: it would scan
             (now,),
         ).fetchall()
-        for seq, deliveries, max_deliveries, cancel_requested in overdue:
+        for seq, deliveries, max_deliveries, cancel_requested in sorted(overdue):  # by seq
             status, reason = _rules.on_expiry(deliveries, max_deliveries, bool(cancel_requested))
             self._unlease(conn, seq, status, reason, now)
 
