@@ -129,6 +129,12 @@ class Broker(Protocol):
         with many runs in flight follows the feed instead of asking `outcomes` for all
         of them after every change; it takes its first cursor before it enqueues."""
 
+    def purge(self, older_than: float) -> int:
+        """Forget the runs that became final at least `older_than` seconds ago (by the
+        broker's clock): their records and outcomes are gone (`status` says None).
+        Queued and leased runs are never purged, nor the newest final run (it anchors
+        the feed, whose cursors stay valid). Returns how many runs were removed."""
+
     def wait(self, timeout: float) -> None:
         """Block until the broker may have changed (a run enqueued, acked, cancelled...)
         or `timeout` seconds passed; spurious wake-ups are allowed."""

@@ -42,6 +42,7 @@ class _Run:
     cancel_requested: bool = False
     result: bytes | None = None
     reason: str = ""
+    finished_at: float = 0.0
     worker: str | None = field(default=None, repr=False)
 
 
@@ -95,7 +96,7 @@ class MemoryBroker:
             self._finish(run, status, reason)
 
     def _finish(self, run: _Run, status: RunStatus, reason: str) -> None:
-        run.status, run.reason = status, reason
+        run.status, run.reason, run.finished_at = status, reason, self._clock()
         self._finished.append(run.run_id)
 
     def _expire_overdue(self) -> bool:
@@ -124,8 +125,8 @@ class MemoryBroker:
         heap = self._queued.get(task_key)
         while heap:
             seq, run_id = heapq.heappop(heap)
-            run = self._runs[run_id]
-            if run.status is RunStatus.QUEUED and run.seq == seq:
+            run = self._runs.get(run_id)  # None: a cancelled run, purged since
+            if run is not None and run.status is RunStatus.QUEUED and run.seq == seq:
                 return run
         return None
 
@@ -133,7 +134,8 @@ class MemoryBroker:
         heap = self._queued.get(task_key)
         while heap:
             seq, run_id = heap[0]
-            if self._runs[run_id].status is RunStatus.QUEUED:
+            run = self._runs.get(run_id)
+            if run is not None and run.status is RunStatus.QUEUED:
                 return seq
             heapq.heappop(heap)  # a cancelled run's stale entry
         return None
@@ -252,8 +254,28 @@ class MemoryBroker:
             self._expire_and_mark()
             if cursor is None:
                 return [], len(self._finished)
-            ids = self._finished[cursor : cursor + limit]
-            return [_outcome(self._runs[run_id]) for run_id in ids], cursor + len(ids)
+            found: list[Outcome] = []
+            while cursor < len(self._finished) and len(found) < limit:
+                run = self._runs.get(self._finished[cursor])  # None: purged
+                cursor += 1
+                if run is not None:
+                    found.append(_outcome(run))
+            return found, cursor
+
+    def purge(self, older_than: float) -> int:
+        _rules.check_purge(older_than)
+        with self._cond:
+            self._observe()
+            cutoff = self._clock() - older_than
+            newest = self._finished[-1] if self._finished else None
+            old = [
+                run_id
+                for run_id, run in self._runs.items()
+                if run.status.is_final and run.finished_at <= cutoff and run_id != newest
+            ]
+            for run_id in old:
+                del self._runs[run_id]
+            return len(old)
 
     def wait(self, timeout: float) -> None:
         with self._cond:

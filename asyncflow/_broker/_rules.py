@@ -33,6 +33,7 @@ __all__ = (
     "check_enqueue",
     "check_feed",
     "check_lease_seconds",
+    "check_purge",
     "dead_letter_reason",
     "on_expiry",
     "on_release",
@@ -73,6 +74,16 @@ def check_claim(worker: str, task_keys: Collection[str], lease_seconds: float, l
     check_lease_seconds(lease_seconds)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"limit must be an int >= 1, got {limit!r}")
+
+
+def check_purge(older_than: float) -> None:
+    if (
+        isinstance(older_than, bool)
+        or not isinstance(older_than, (int, float))
+        or not math.isfinite(older_than)
+        or older_than < 0
+    ):
+        raise ValueError(f"older_than must be a finite number of seconds >= 0, got {older_than!r}")
 
 
 def check_feed(cursor: int | None, limit: int) -> None:

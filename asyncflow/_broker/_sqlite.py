@@ -445,6 +445,16 @@ class SQLiteBroker:
         outcomes = [Outcome(r[0], r[1], RunStatus(r[2]), r[3], r[4], r[5]) for r in rows]
         return outcomes, rows[-1][6] if rows else cursor
 
+    def purge(self, older_than: float) -> int:
+        _rules.check_purge(older_than)
+        with self._write() as conn:
+            newest = self._last_finish(conn.execute(LAST_FINISH).fetchall())
+            cursor = conn.execute(
+                "DELETE FROM runs WHERE finish_seq < ? AND finished_at <= ?",
+                (newest, self._clock() - older_than),
+            )
+            return cursor.rowcount
+
     def wait(self, timeout: float) -> None:
         state = self._state
         deadline = time.monotonic() + max(0.0, timeout)

@@ -371,3 +371,49 @@ def test_the_feed_refuses_bad_cursors(
 ) -> None:
     with pytest.raises(ValueError, match=match):
         broker.finished_since(cursor, limit=limit)  # type: ignore[arg-type]  # on purpose
+
+
+# -- purge ------------------------------------------------------------------------------
+
+
+def test_purge_forgets_old_final_runs_and_keeps_the_rest(broker: Broker, clock: FakeClock) -> None:
+    enqueue(broker, "old-done", "old-cancelled", "young", "leased", "queued")
+    _, start = broker.finished_since(None)
+    old_done = claim_one(broker)
+    assert broker.ack(old_done, b"v")
+    broker.cancel("old-cancelled")
+    clock.advance(10)
+    broker.cancel("young")
+    claim_one(broker)  # "leased": never purged, however old
+    clock.advance(5)
+    assert broker.purge(older_than=15) == 2  # finished 15 s ago: "at least", inclusive
+    assert broker.status("old-done") is None
+    assert broker.status("old-cancelled") is None
+    assert broker.outcomes(["old-done", "young"])[0].run_id == "young"
+    assert broker.status("leased") is RunStatus.LEASED
+    assert broker.status("queued") is RunStatus.QUEUED
+    feed, cursor = broker.finished_since(start)  # the cursor from before stays valid
+    assert [o.run_id for o in feed] == ["young"]
+    broker.cancel("queued")
+    assert [o.run_id for o in broker.finished_since(cursor)[0]] == ["queued"]
+    enqueue(broker, "old-done")  # a purged id may be used again
+    assert broker.status("old-done") is RunStatus.QUEUED
+
+
+def test_purge_keeps_the_newest_final_run(broker: Broker, clock: FakeClock) -> None:
+    enqueue(broker, "a", "b")
+    broker.cancel("a")
+    broker.cancel("b")
+    clock.advance(100)
+    assert broker.purge(older_than=0) == 1
+    assert broker.status("b") is RunStatus.CANCELLED
+    _, cursor = broker.finished_since(None)
+    enqueue(broker, "c")
+    broker.cancel("c")
+    assert [o.run_id for o in broker.finished_since(cursor)[0]] == ["c"]  # not skipped
+
+
+@pytest.mark.parametrize("older_than", [-1, float("nan"), float("inf"), "1"])
+def test_purge_refuses_bad_ages(broker: Broker, older_than: object) -> None:
+    with pytest.raises(ValueError, match="older_than"):
+        broker.purge(older_than)  # type: ignore[arg-type]  # on purpose

@@ -45,6 +45,7 @@ class ModelRun:
     lease_until: float = 0.0
     cancel_requested: bool = False
     result: bytes | None = None
+    finished_at: float = 0.0
 
 
 class BrokerMachine(RuleBasedStateMachine):
@@ -57,8 +58,9 @@ class BrokerMachine(RuleBasedStateMachine):
         self.clock = FakeClock()
         self.broker: Broker = BACKENDS[self.backend](self.tmp, self.clock)
         self.runs: dict[str, ModelRun] = {}
+        self.enqueued = 0
         self.finished: list[str] = []  # the order runs became final in
-        self.feed: list[str] = []  # what finished_since has listed so far
+        self.feed_pos = 0  # in self.finished: after what finished_since listed last
         self.cursor = self.broker.finished_since(None)[1]
 
     def teardown(self) -> None:
@@ -80,11 +82,12 @@ class BrokerMachine(RuleBasedStateMachine):
 
     def finish(self, run_id: str, status: RunStatus) -> None:
         self.runs[run_id].status = status
+        self.runs[run_id].finished_at = self.clock.now
         self.finished.append(run_id)
 
     def held(self, delivery: Delivery) -> ModelRun | None:
-        run = self.runs[delivery.run_id]
-        if run.status is RunStatus.LEASED and run.token == delivery.token:
+        run = self.runs.get(delivery.run_id)  # None: purged
+        if run is not None and run.status is RunStatus.LEASED and run.token == delivery.token:
             return run
         return None
 
@@ -92,9 +95,10 @@ class BrokerMachine(RuleBasedStateMachine):
 
     @rule(key=st.sampled_from(KEYS), max_deliveries=st.integers(1, 3))
     def enqueue(self, key: str, max_deliveries: int) -> None:
-        run_id = f"r{len(self.runs)}"
+        self.enqueued += 1
+        run_id = f"r{self.enqueued}"
         self.broker.enqueue(run_id, key, run_id.encode(), max_deliveries=max_deliveries)
-        self.runs[run_id] = ModelRun(len(self.runs), key, max_deliveries)
+        self.runs[run_id] = ModelRun(self.enqueued, key, max_deliveries)
 
     @precondition(lambda self: bool(self.runs))
     @rule(data=st.data())
@@ -203,12 +207,27 @@ class BrokerMachine(RuleBasedStateMachine):
     def follow_the_feed(self, limit: int) -> None:
         got, self.cursor = self.broker.finished_since(self.cursor, limit=limit)
         self.expire()
-        listed = len(self.feed)
-        self.feed += [o.run_id for o in got]
-        assert self.feed == self.finished[: len(self.feed)]
-        assert len(got) == min(limit, len(self.finished) - listed)
+        ahead = [run_id for run_id in self.finished[self.feed_pos :] if run_id in self.runs]
+        assert [o.run_id for o in got] == ahead[:limit]  # purged runs are skipped
         for outcome in got:
             assert outcome.status is self.runs[outcome.run_id].status
+        if got:
+            self.feed_pos = self.finished.index(got[-1].run_id) + 1
+
+    @rule(older_than=st.sampled_from([0.0, 1.0, 5.0]))
+    def purge(self, older_than: float) -> None:
+        removed = self.broker.purge(older_than)
+        newest = self.finished[-1] if self.finished else None
+        old = [
+            run_id
+            for run_id, run in self.runs.items()
+            if run.status.is_final
+            and run.finished_at <= self.clock.now - older_than
+            and run_id != newest
+        ]
+        assert removed == len(old)
+        for run_id in old:
+            del self.runs[run_id]
 
     @invariant()
     def every_status_matches(self) -> None:
