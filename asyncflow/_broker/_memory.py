@@ -18,7 +18,6 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
@@ -169,7 +168,7 @@ class MemoryBroker:
                 run = self._pop_queued(min(heads)[1])
                 assert run is not None  # _peek_seq just saw it queued
                 run.status, run.worker, run.lease_until = RunStatus.LEASED, worker, until
-                run.token = uuid.uuid4().hex
+                run.token = _rules.new_token()
                 run.deliveries += 1
                 self._leased.add(run.run_id)
                 claimed.append(

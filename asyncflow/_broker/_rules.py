@@ -23,6 +23,7 @@ The precise rules, beyond the state machine in `_interface`:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Collection
 
 from ._interface import RunStatus
@@ -35,12 +36,18 @@ __all__ = (
     "check_lease_seconds",
     "check_purge",
     "dead_letter_reason",
+    "new_token",
     "on_expiry",
     "on_release",
 )
 
 CANCELLED_QUEUED = "cancelled before a worker took it"
 CANCELLED_LEASED = "cancelled while a worker held it"
+
+
+def new_token() -> str:
+    """A claim's lease token: 128 random bits (os.urandom: no uuid import)."""
+    return os.urandom(16).hex()
 
 
 def check_enqueue(run_id: str, task_key: str, payload: bytes, max_deliveries: int) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import secrets
 import stat
 import sys
 from pathlib import Path
@@ -47,7 +46,7 @@ MAX_PAYLOAD_ENV = "ASYNCFLOW_MAX_PAYLOAD_BYTES"
 DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 MAGIC = b"AFS1"  # format version 1: magic, 32-byte tag, data
 TAG_BYTES = hashlib.sha256().digest_size
-_process_secret = secrets.token_bytes(32)
+_process_secret = os.urandom(32)  # os.urandom is what secrets.token_bytes calls
 
 
 class BadSignature(ValueError):
@@ -119,11 +118,11 @@ def secret_file(path: Path) -> bytes:
         pass
     # Written in full under a unique name, then linked into place: a process that
     # races us sees either no file or the whole secret, and exactly one link wins.
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     try:
         with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32) + "\n")
+            fh.write(os.urandom(32).hex() + "\n")
         try:
             os.link(tmp, path)
         except FileExistsError:

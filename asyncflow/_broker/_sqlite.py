@@ -43,7 +43,6 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,7 +311,7 @@ class SQLiteBroker:
                 ).fetchall()
             rows = sorted(rows)[:limit]
             claimed = [
-                Delivery(run_id, key, payload, deliveries + 1, uuid.uuid4().hex)
+                Delivery(run_id, key, payload, deliveries + 1, _rules.new_token())
                 for _, run_id, key, payload, deliveries in rows
             ]
             conn.executemany(
