@@ -2,15 +2,19 @@
 
 `memory://name` names one instance per process (`open_broker` keeps a registry), so a
 submitter and an in-process worker that open the same URL share it; `MemoryBroker()`
-built directly is private to its holder. Nothing survives the process.
+built directly is private to its holder. Nothing survives the process, and a named
+broker lives as long as the process (`close` does not forget it: another holder in
+the process may still use it), so tests give each broker its own name.
 
 Runs live in a dict; each task key has a heap of its queued runs ordered by enqueue
 sequence, with lazy deletion (a cancelled or claimed run's entry is skipped when it
 surfaces), so a claim costs O(limit log n). Leased runs are also kept in a set, which
-`claim` and `outcomes` scan for overdue leases. One `threading.Condition` guards it
-all; every change bumps a version and notifies it, and each thread remembers the
-version it last saw, so `wait` returns at once if anything changed since that
-thread's last call (no lost wake-up between an empty `claim` and `wait`).
+`claim`, `outcomes` and `finished_since` scan for overdue leases, and the ids of
+final runs in a list in the order they finished: the feed's cursor is an index into
+it (purged runs leave their slot, skipped). One `threading.Condition` guards it all;
+every change bumps a version and notifies it, and each thread remembers the version
+it last saw, so `wait` returns at once if anything changed since that thread's last
+call (no lost wake-up between an empty `claim` and `wait`).
 """
 
 from __future__ import annotations

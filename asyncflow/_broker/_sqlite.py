@@ -3,10 +3,13 @@ submitter and worker processes on one machine share.
 
 Design:
 
-- One table, `runs`, one row per run for its whole life (the dead-letter record is the
-  row with status 'dead': run id, task key, deliveries, reason). Two partial indexes
-  keep the hot queries off the finished rows: queued runs by (task key, enqueue
-  order) for `claim`, and leased runs by deadline for lease expiry.
+- One table, `runs`, one row per run until `purge` (the dead-letter record is the
+  row with status 'dead': run id, task key, deliveries, reason). Partial indexes keep
+  the hot queries off the finished rows: queued runs by (task key, enqueue order)
+  for `claim`, leased runs by deadline for lease expiry, and final runs by
+  `finish_seq` (1, 2, 3... in the order they finished, numbered under the write
+  lock from the newest existing one) for `finished_since`. A test checks that no
+  statement scans the table.
 - WAL journal (readers never block the writer), `synchronous=NORMAL` by default (a
   killed process loses nothing; a power loss may roll back the last transactions,
   which at-least-once delivery redoes; pass `synchronous="FULL"` to fsync every
