@@ -10,6 +10,8 @@ Figures (each the median of `--repeats` samples, with [min, max]):
 - round trip: the submitter enqueues, a worker *process* blocked in `wait` claims and
   acks, the submitter blocked in `wait` sees the outcome: p50 / p99 back to back, and
   after 50 ms idle gaps (the poll backoff at its cap);
+- a submitter's look at its runs in flight: `outcomes` of all of them against
+  following `finished_since`;
 - file size holding 100,000 queued runs (database + WAL after a checkpoint).
 
 No timing is asserted anywhere; the numbers go to the issue's closing note.
@@ -231,6 +233,28 @@ def thread_wakes(tmp: Path, n: int) -> list[float]:
     return [end - start for start, end in zip(starts, samples, strict=True)][:n]
 
 
+def watch_costs(tmp: Path, pending: int) -> tuple[float, float]:
+    """Seconds per look for a submitter with `pending` runs in flight, 10 of which
+    finished since its last look: `outcomes(all ids)` against `finished_since`."""
+    broker = _fresh(tmp, "watch")
+    ids = [f"p{i}" for i in range(pending)]
+    _fill(broker, pending, prefix="p")
+    _, cursor = broker.finished_since(None)
+    for run_id in ids[:10]:
+        broker.cancel(run_id)
+    rounds = 20
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        broker.outcomes(ids)
+    by_ids = (time.perf_counter() - t0) / rounds
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        broker.finished_since(cursor)
+    by_feed = (time.perf_counter() - t0) / rounds
+    broker.close()
+    return by_ids, by_feed
+
+
 def file_size(tmp: Path, n: int) -> tuple[int, int]:
     broker = _fresh(tmp, "size")
     _fill(broker, n)
@@ -295,6 +319,11 @@ def main(argv: list[str]) -> int:
             trip, wake = round_trips(tmp, trips if not gap else trips // 5, gap)
             print(f"round trip, worker process, idle gap {gap * 1e3:.0f} ms:", _percentiles(trip))
             print("  of which the worker's wake-up (enqueue to claim):", _percentiles(wake))
+        by_ids, by_feed = watch_costs(tmp, n)
+        print(
+            f"a submitter's look at {n:,} runs in flight (10 finished): outcomes(ids) "
+            f"{by_ids * 1e3:.2f} ms, finished_since(cursor) {by_feed * 1e3:.3f} ms"
+        )
         big = 20_000 if args.quick else 100_000
         before, after = file_size(tmp, big)
         print(
