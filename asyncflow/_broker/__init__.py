@@ -1,7 +1,37 @@
 """Brokers for task workers: the interface (`_interface`) and its backends.
 
-The rest of asyncflow imports brokers through this package only."""
+The rest of asyncflow imports brokers through this package only: `open_broker(url)`
+for a broker, `sign`/`verify` with `broker_secret(broker)` for the envelopes it
+stores, and `check_payload_size` at submit."""
 
 from ._interface import Broker, Delivery, Lease, Outcome, RunStatus
+from ._memory import MemoryBroker
+from ._signing import (
+    BadSignature,
+    PayloadTooLarge,
+    broker_secret,
+    check_payload_size,
+    max_payload_bytes,
+    sign,
+    verify,
+)
+from ._url import BROKER_URL_ENV, default_broker_path, open_broker
 
-__all__ = ("Broker", "Delivery", "Lease", "Outcome", "RunStatus")
+__all__ = (
+    "BROKER_URL_ENV",
+    "BadSignature",
+    "Broker",
+    "Delivery",
+    "Lease",
+    "MemoryBroker",
+    "Outcome",
+    "PayloadTooLarge",
+    "RunStatus",
+    "broker_secret",
+    "check_payload_size",
+    "default_broker_path",
+    "max_payload_bytes",
+    "open_broker",
+    "sign",
+    "verify",
+)

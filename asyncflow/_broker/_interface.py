@@ -27,6 +27,9 @@ A run's life in the broker:
 - `ack` stores the result of a LEASED run and makes it DONE. Exactly one result is ever
   visible per run: a second `ack` (a worker presumed dead, whose lease was taken over)
   returns False and stores nothing.
+- `finished_since` is the order in which runs became final; a cursor is an int that
+  only this broker interprets (a durable backend's stays valid across processes
+  and restarts).
 - Time is wall-clock seconds from the broker's `clock` (injectable for tests), because
   several processes compare lease deadlines.
 """
@@ -118,6 +121,19 @@ class Broker(Protocol):
 
     def outcomes(self, run_ids: Collection[str]) -> list[Outcome]:
         """The final ones among `run_ids` (expiring overdue leases first)."""
+
+    def finished_since(self, cursor: int | None, *, limit: int = 1000) -> tuple[list[Outcome], int]:
+        """A feed of runs as they become final: those that did after `cursor`, in that
+        order, at most `limit`, and the cursor to pass next (expiring overdue leases
+        first). `cursor=None` means "from now": ([], the current cursor). A submitter
+        with many runs in flight follows the feed instead of asking `outcomes` for all
+        of them after every change; it takes its first cursor before it enqueues."""
+
+    def purge(self, older_than: float) -> int:
+        """Forget the runs that became final at least `older_than` seconds ago (by the
+        broker's clock): their records and outcomes are gone (`status` says None).
+        Queued and leased runs are never purged, nor the newest final run (it anchors
+        the feed, whose cursors stay valid). Returns how many runs were removed."""
 
     def wait(self, timeout: float) -> None:
         """Block until the broker may have changed (a run enqueued, acked, cancelled...)
