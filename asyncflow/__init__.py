@@ -13,9 +13,15 @@ def pipeline(xs: list[int]) -> list[int]:
 pipeline([1, 2, 3])   # [2, 4, 6]
 """
 
+# The submodules first, so what they export reports their path (`asyncflow.futures.
+# TaskFuture`), not the root's (see `_public.py`); the aliases mark them re-exported.
+from . import exceptions as exceptions
+from . import futures as futures
+from . import states as states
 from ._arguments import allow_failure, quote, unmapped
 from ._core import FutureList, State, TaskFuture, check_cancelled
 from ._flows import Flow, flow
+from ._public import publish
 from ._tasks import Task, task
 
 __version__ = "0.1.0"
@@ -34,3 +40,5 @@ __all__ = (
     "task",
     "unmapped",
 )
+
+publish(__name__, __all__, globals())

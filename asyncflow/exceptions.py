@@ -15,6 +15,7 @@ from ._core import (
     UpstreamFailed,
     WouldDeadlock,
 )
+from ._public import publish
 
 __all__ = (
     "AsyncflowError",
@@ -31,3 +32,5 @@ __all__ = (
     "UpstreamFailed",
     "WouldDeadlock",
 )
+
+publish(__name__, __all__, globals())

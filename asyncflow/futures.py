@@ -7,5 +7,8 @@
 """
 
 from ._core import DoneAndNotDone, FutureList, TaskFuture, as_completed, wait
+from ._public import publish
 
 __all__ = ("DoneAndNotDone", "FutureList", "TaskFuture", "as_completed", "wait")
+
+publish(__name__, __all__, globals())

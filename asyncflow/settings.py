@@ -12,6 +12,7 @@ import os
 from typing import NamedTuple
 
 from ._core import MAX_PENDING_RUNS
+from ._public import publish
 
 __all__ = ("Settings", "get_settings")
 
@@ -64,3 +65,6 @@ def get_settings() -> Settings:
         handle_sigterm=_flag(HANDLE_SIGTERM, True),
         max_pending_runs=_positive_int(MAX_PENDING_RUNS),
     )
+
+
+publish(__name__, __all__, globals())

@@ -10,6 +10,7 @@ imports dask (and it is left out of `__all__`, so `import *` does not either).
 
 from typing import TYPE_CHECKING, Any
 
+from ._public import publish
 from ._runners._base import TaskRunner
 from ._runners._process import ProcessPoolTaskRunner
 from ._runners._thread import ThreadPoolTaskRunner
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from .contrib.dask import DaskTaskRunner as DaskTaskRunner
 
 __all__ = ("ProcessPoolTaskRunner", "TaskRunner", "ThreadPoolTaskRunner")
+
+publish(__name__, __all__, globals())
 
 
 def __getattr__(name: str) -> Any:

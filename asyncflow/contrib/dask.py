@@ -9,6 +9,9 @@ Also importable as `asyncflow.task_runners.DaskTaskRunner` (loaded on first use,
 importing asyncflow never imports dask). See docs/runners.md.
 """
 
+from .._public import publish
 from .._runners._dask import DaskTaskRunner
 
 __all__ = ("DaskTaskRunner",)
+
+publish(__name__, __all__, globals())
