@@ -56,6 +56,7 @@ class quote(Generic[T]):
         self.data = data
 
     def unquote(self) -> T:
+        """The quoted value itself (the very same object)."""
         return self.data
 
     def __repr__(self) -> str:

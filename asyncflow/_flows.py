@@ -248,8 +248,18 @@ def flow(
 ) -> Flow[P, R] | Callable[[Callable[P, R]], Flow[P, R]]:
     """Decorate a function (sync or async) as a flow; options are validated now.
 
+    ```python
     @flow(task_runner=ThreadPoolTaskRunner(max_workers=8), timeout_seconds=60)
     def etl() -> None: ...
+    ```
+
+    A flow is a scope: it returns only once the runs it submitted are final; if its
+    body raises, runs not started are cancelled. Each call uses a fresh
+    `task_runner.duplicate()`.
+
+    Raises:
+        ValueError: an option is out of range (e.g. `timeout_seconds=0`).
+        TypeError: an unknown option, or a `task_runner` that is not a `TaskRunner`.
     """
     unknown = set(options) - _OPTION_NAMES
     if unknown:

@@ -6,10 +6,14 @@
 `DaskTaskRunner` (from `asyncflow.contrib.dask`, extra `asyncflow[dask]`) is also
 importable from here; it is loaded on first access, so importing this module never
 imports dask (and it is left out of `__all__`, so `import *` does not either).
+
+`Run` is the type of what a runner's `start_run` is handed: runner authors annotate
+with it (docs/writing-a-runner.md); users never create one.
 """
 
 from typing import TYPE_CHECKING, Any
 
+from ._core import Run
 from ._public import publish
 from ._runners._base import TaskRunner
 from ._runners._process import ProcessPoolTaskRunner
@@ -18,7 +22,7 @@ from ._runners._thread import ThreadPoolTaskRunner
 if TYPE_CHECKING:
     from .contrib.dask import DaskTaskRunner as DaskTaskRunner
 
-__all__ = ("ProcessPoolTaskRunner", "TaskRunner", "ThreadPoolTaskRunner")
+__all__ = ("ProcessPoolTaskRunner", "Run", "TaskRunner", "ThreadPoolTaskRunner")
 
 publish(__name__, __all__, globals())
 

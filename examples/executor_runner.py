@@ -9,8 +9,7 @@ import concurrent.futures as cf
 from collections.abc import Callable
 from typing import Any
 
-from asyncflow._core._engine import Run  # the type of a run (what runners are handed)
-from asyncflow.task_runners import TaskRunner
+from asyncflow.task_runners import Run, TaskRunner  # Run: what runners are handed
 
 
 class ExecutorTaskRunner(TaskRunner):

@@ -13,13 +13,18 @@ and recording: one line appended per event, read back in the test.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
+import pkgutil
 import threading
 import time
+import types
 from pathlib import Path
 from typing import Any
 
+import asyncflow
 from asyncflow import task
+from asyncflow._public import is_private_path
 
 __all__ = (
     "POLL",
@@ -32,6 +37,9 @@ __all__ = (
     "boom",
     "ident",
     "pid_alive",
+    "public_modules",
+    "public_objects",
+    "wait_for_state",
     "wait_gone",
 )
 
@@ -174,3 +182,25 @@ def wait_for_state(fut: Any, name: str, timeout: float = WAIT) -> None:
             assert reached.wait(timeout), f"{fut!r} never reported {name!r}"
     finally:
         _events.remove_listener(on_state)
+
+
+def public_modules() -> list[str]:
+    """Every module of asyncflow with no private (`_`) part in its path, found by
+    walking the package (a new public module is included without editing a list)."""
+    names = ["asyncflow"]
+    for info in pkgutil.walk_packages(asyncflow.__path__, "asyncflow."):
+        if not is_private_path(info.name):
+            names.append(info.name)
+    return sorted(names)
+
+
+def public_objects() -> list[tuple[str, str, Any]]:
+    """(module, name, object) for each class and function a public `__all__` names."""
+    found = []
+    for module_name in public_modules():
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if isinstance(obj, (type, types.FunctionType)):
+                found.append((module_name, name, obj))
+    return found

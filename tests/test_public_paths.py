@@ -11,40 +11,16 @@ from __future__ import annotations
 import importlib
 import json
 import pickle
-import pkgutil
 import subprocess
 import sys
-import types
 from typing import Any
 
 import pytest
+from helpers import public_modules, public_objects
 
-import asyncflow
 from asyncflow import exceptions, task
 from asyncflow._public import is_private_path
 from asyncflow.task_runners import ProcessPoolTaskRunner
-
-
-def public_modules() -> list[str]:
-    """Every importable module of asyncflow with no private (`_`) part in its path."""
-    names = ["asyncflow"]
-    for info in pkgutil.walk_packages(asyncflow.__path__, "asyncflow."):
-        if not is_private_path(info.name):
-            names.append(info.name)
-    return sorted(names)
-
-
-def public_objects() -> list[tuple[str, str, Any]]:
-    """(module, name, object) for each class and function a public `__all__` names."""
-    found = []
-    for module_name in public_modules():
-        module = importlib.import_module(module_name)
-        for name in module.__all__:
-            obj = getattr(module, name)
-            if isinstance(obj, (type, types.FunctionType)):
-                found.append((module_name, name, obj))
-    return found
-
 
 PUBLIC_OBJECTS = public_objects()
 

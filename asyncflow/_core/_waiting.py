@@ -38,6 +38,9 @@ _get_running_loop = asyncio._get_running_loop
 
 
 class DoneAndNotDone(NamedTuple):
+    """What `wait()` gives: the futures that are final (`done`) and the others
+    (`not_done`), as `concurrent.futures.wait` does; unpack it as a pair."""
+
     done: set[TaskFuture[Any]]
     not_done: set[TaskFuture[Any]]
 
@@ -184,6 +187,9 @@ def wait(futures: Iterable[TaskFuture[Any]], timeout: float | None = None) -> Wa
     """Wait until every future is final or `timeout` passes; never raises on timeout.
 
     `done, not_done = wait(fs)` in sync code; `done, not_done = await wait(fs)` in async.
+
+    Raises:
+        ValueError: `timeout` is negative or NaN (`inf` means no timeout).
     """
     return WaitCall(list(iter_futures(futures)), _validate.timeout("timeout", timeout))
 
@@ -262,6 +268,11 @@ class AsCompleted:
 def as_completed(futures: Iterable[TaskFuture[Any]], timeout: float | None = None) -> AsCompleted:
     """Yield futures as they finish (already-finished ones first).
 
-    On timeout raises `TimeoutError("N (of M) futures unfinished")`.
+    Works with `for` and `async for`; each future is yielded once.
+
+    Raises:
+        TimeoutError: `timeout` seconds passed with futures unfinished; the message
+            gives both counts, e.g. "3 (of 10) futures unfinished".
+        ValueError: `timeout` is negative or NaN.
     """
     return AsCompleted(list(iter_futures(futures)), _validate.timeout("timeout", timeout))

@@ -97,6 +97,7 @@ class ProcessPoolTaskRunner(TaskRunner):
 
     @property
     def max_workers(self) -> int:
+        """The number of worker processes."""
         return self._max_workers
 
     def duplicate(self) -> ProcessPoolTaskRunner:

@@ -52,6 +52,8 @@ class ThreadPoolTaskRunner(TaskRunner):
 
     @property
     def max_workers(self) -> int:
+        """The most sync runs executing at once (threads lent while a run blocks on a
+        future do not count)."""
         return self._max_workers
 
     def duplicate(self) -> ThreadPoolTaskRunner:
