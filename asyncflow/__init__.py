@@ -1,16 +1,17 @@
 """asyncflow: an asyncio-native task framework. No server, no database, no config.
 
-from asyncflow import flow, task
-
-@task
-def double(x: int) -> int:
-    return 2 * x
-
-@flow
-def pipeline(xs: list[int]) -> list[int]:
-    return double.map(xs).result()
-
-pipeline([1, 2, 3])   # [2, 4, 6]
+Examples:
+    >>> from asyncflow import flow, task
+    >>> @task
+    ... def double(x: int) -> int:
+    ...     return 2 * x
+    >>> @flow
+    ... def pipeline(xs: list[int]) -> list[int]:
+    ...     return double.map(xs)          # futures in the return value are resolved
+    >>> pipeline([1, 2, 3])
+    [2, 4, 6]
+    >>> double.submit(4).result()          # no flow needed
+    8
 """
 
 # The submodules first, so what they export reports their path (`asyncflow.futures.

@@ -5,10 +5,14 @@ does not return while tasks it submitted still run; if the body raises (or an as
 flow is cancelled), runs not yet started are cancelled, async runs are cancelled, and
 the error propagates. Futures in the return value are resolved.
 
+    >>> from asyncflow import task
+    >>> @task
+    ... def double(x: int) -> int:
+    ...     return 2 * x
     >>> @flow
     ... def pipeline(xs: list[int]) -> list[int]:
     ...     return double.map(xs)          # returned futures come back as results
-    >>> pipeline([1, 2])                   # doctest: +SKIP
+    >>> pipeline([1, 2])
     [2, 4]
 """
 

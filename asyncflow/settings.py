@@ -1,9 +1,13 @@
 """Settings from `ASYNCFLOW_*` environment variables, read when a runner is created.
 
->>> import os
->>> os.environ["ASYNCFLOW_TASK_RUNNER_THREAD_POOL_MAX_WORKERS"] = "8"
->>> get_settings().thread_pool_max_workers
-8
+Examples:
+    >>> import os
+    >>> os.environ["ASYNCFLOW_TASK_RUNNER_THREAD_POOL_MAX_WORKERS"] = "8"
+    >>> get_settings().thread_pool_max_workers
+    8
+    >>> del os.environ["ASYNCFLOW_TASK_RUNNER_THREAD_POOL_MAX_WORKERS"]
+    >>> get_settings().thread_pool_max_workers is None      # the built-in default
+    True
 """
 
 from __future__ import annotations

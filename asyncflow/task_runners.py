@@ -1,7 +1,13 @@
 """Task runners: where task runs execute.
 
->>> with ThreadPoolTaskRunner(max_workers=4) as runner:    # doctest: +SKIP
-...     runner.submit(double, {"x": 2}).result()
+Examples:
+    >>> from asyncflow import task
+    >>> @task
+    ... def double(x: int) -> int:
+    ...     return 2 * x
+    >>> with ThreadPoolTaskRunner(max_workers=4) as runner:
+    ...     runner.submit(double, {"x": 2}).result()
+    4
 
 `DaskTaskRunner` (from `asyncflow.contrib.dask`, extra `asyncflow[dask]`) is also
 importable from here; it is loaded on first access, so importing this module never

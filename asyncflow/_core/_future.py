@@ -5,10 +5,17 @@ engine loop, a caller's loop). Sync code blocks on it with `.result()`; async co
 awaits it on any loop. State transitions happen under one module lock shared with
 the engine, so "is it final?" and "who depends on it?" are decided atomically.
 
-    >>> fut = double.submit(21)            # doctest: +SKIP
+    >>> import asyncio
+    >>> from asyncflow import task
+    >>> @task
+    ... def double(x: int) -> int:
+    ...     return 2 * x
+    >>> fut = double.submit(21)
     >>> fut.result()                       # sync world
     42
-    >>> await fut                          # async world, any loop
+    >>> async def main() -> int:
+    ...     return await fut               # async world, any loop
+    >>> asyncio.run(main())
     42
 """
 
@@ -453,9 +460,14 @@ def finalize_locked(
 class FutureList(list[TaskFuture[R]]):
     """A `list` of futures, e.g. from `.map()`, with bulk `result`, `wait` and `await`.
 
-    >>> squares = square.map([1, 2, 3])      # doctest: +SKIP
-    >>> squares.result()
-    [1, 4, 9]
+    Examples:
+        >>> from asyncflow import task
+        >>> @task
+        ... def square(x: int) -> int:
+        ...     return x * x
+        >>> squares = square.map([1, 2, 3])
+        >>> squares.result()
+        [1, 4, 9]
     """
 
     def wait(self, timeout: float | None = None) -> None:

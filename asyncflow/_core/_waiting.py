@@ -4,10 +4,22 @@ Both register one done callback per pending future; the sync side blocks on a
 threading primitive, the async side on an asyncio future of the caller's loop.
 `drain` / `drain_async` wait until a scope has no unfinished run left.
 
-    >>> done, not_done = wait(futures, timeout=5)          # doctest: +SKIP
-    >>> done, not_done = await wait(futures, timeout=5)
-    >>> for fut in as_completed(futures): ...
-    >>> async for fut in as_completed(futures): ...
+    >>> import asyncio
+    >>> from asyncflow import task
+    >>> @task
+    ... def square(x: int) -> int:
+    ...     return x * x
+    >>> futures = square.map([1, 2, 3])
+    >>> done, not_done = wait(futures, timeout=5)
+    >>> len(done), not_done
+    (3, set())
+    >>> sorted(f.result() for f in as_completed(futures))
+    [1, 4, 9]
+    >>> async def main() -> list[int]:
+    ...     done, _ = await wait(futures, timeout=5)
+    ...     return sorted([f.result() async for f in as_completed(done)])
+    >>> asyncio.run(main())
+    [1, 4, 9]
 """
 
 from __future__ import annotations
