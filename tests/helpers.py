@@ -27,6 +27,7 @@ from asyncflow import task
 from asyncflow._public import is_private_path
 
 __all__ = (
+    "DASK_THREADS",
     "POLL",
     "SHORT_WAIT",
     "WAIT",
@@ -35,6 +36,7 @@ __all__ = (
     "Tally",
     "aident",
     "boom",
+    "gate",
     "ident",
     "pid_alive",
     "public_modules",
@@ -48,6 +50,16 @@ WAIT = 10.0  # seconds any gate may take before a test fails instead of hanging
 # the (strict) xfail costs seconds, not WAIT.
 SHORT_WAIT = 3.0
 POLL = 0.002  # seconds between two looks at a gate's file
+
+# Threads Dask starts on demand and keeps for the life of the process (process-wide
+# executors) or of a module's cluster (its workers' executors, named after the
+# workers "0" and "1"). A runner's own completion thread is joined on exit.
+DASK_THREADS = (
+    "Dask-Offload",
+    "Dask-Callback-Thread",
+    "0-Dask-Default-Threads",
+    "1-Dask-Default-Threads",
+)
 
 
 class FileGate:
@@ -163,6 +175,13 @@ async def aident(x: Any) -> Any:
 @task
 def boom(message: str = "boom") -> None:
     raise Boom(message)
+
+
+@task
+def gate(event: threading.Event, value: Any = None) -> Any:
+    """Blocks its worker until `event` is set (threads of this process only)."""
+    assert event.wait(WAIT)
+    return value
 
 
 def wait_for_state(fut: Any, name: str, timeout: float = WAIT) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import DASK_THREADS
 
 import asyncflow
 
@@ -67,12 +68,12 @@ def find_doctests() -> list[doctest.DocTest]:
     return found
 
 
-# Dask keeps process-wide helper threads once a cluster has run (as tests/test_dask.py).
-DASK_THREADS = pytest.mark.allow_threads("Dask-Offload", "Dask-Callback-Thread")
+# Dask keeps process-wide helper threads once a cluster has run.
+DASK = pytest.mark.allow_threads(*DASK_THREADS)
 
 
 def case(test: doctest.DocTest) -> Any:
-    marks = [DASK_THREADS] if test.name.startswith("asyncflow.contrib.dask") else []
+    marks = [DASK] if test.name.startswith("asyncflow.contrib.dask") else []
     return pytest.param(test, id=test.name, marks=marks)
 
 
