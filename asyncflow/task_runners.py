@@ -9,12 +9,11 @@ Examples:
     ...     runner.submit(double, {"x": 2}).result()
     4
 
+`Run` is the type of what a runner's `start_run` is handed (docs/writing-a-runner.md).
+
 `DaskTaskRunner` (from `asyncflow.contrib.dask`, extra `asyncflow[dask]`) is also
 importable from here; it is loaded on first access, so importing this module never
 imports dask (and it is left out of `__all__`, so `import *` does not either).
-
-`Run` is the type of what a runner's `start_run` is handed: runner authors annotate
-with it (docs/writing-a-runner.md); users never create one.
 """
 
 from typing import TYPE_CHECKING, Any
