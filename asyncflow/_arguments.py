@@ -4,9 +4,20 @@ Futures are found at the top level and inside list / tuple / set / frozenset /
 dict values / dataclass fields, to any depth. Arguments with nothing to resolve are
 passed through untouched (`identity(x) is x`).
 
-    >>> double.submit([first, 2])                # doctest: +SKIP  # `first` is awaited
-    >>> double.submit(quote([first, 2]))         # passed as is, future and all
-    >>> add.map([1, 2, 3], unmapped([10, 20]))   # the second list is broadcast
+    >>> from asyncflow import task
+    >>> @task
+    ... def show(x: object) -> str:
+    ...     return repr(x)
+    >>> first = show.submit(1)
+    >>> show.submit([first, 2]).result()                  # `first` is waited for
+    "['1', 2]"
+    >>> show.submit(quote([first, 2])).result()           # passed as is, future and all
+    "[<TaskFuture 'show' Completed>, 2]"
+    >>> @task
+    ... def pair(x: int, ys: list[int]) -> tuple[int, list[int]]:
+    ...     return (x, ys)
+    >>> pair.map([1, 2], unmapped([10, 20])).result()     # the second list is broadcast
+    [(1, [10, 20]), (2, [10, 20])]
 """
 
 from __future__ import annotations
@@ -57,6 +68,7 @@ class quote(Generic[T]):
         self.data = data
 
     def unquote(self) -> T:
+        """The quoted value itself (the very same object)."""
         return self.data
 
     def __repr__(self) -> str:

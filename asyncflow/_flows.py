@@ -5,10 +5,14 @@ does not return while tasks it submitted still run; if the body raises (or an as
 flow is cancelled), runs not yet started are cancelled, async runs are cancelled, and
 the error propagates. Futures in the return value are resolved.
 
+    >>> from asyncflow import task
+    >>> @task
+    ... def double(x: int) -> int:
+    ...     return 2 * x
     >>> @flow
     ... def pipeline(xs: list[int]) -> list[int]:
     ...     return double.map(xs)          # returned futures come back as results
-    >>> pipeline([1, 2])                   # doctest: +SKIP
+    >>> pipeline([1, 2])
     [2, 4]
 """
 
@@ -235,8 +239,18 @@ def flow(
 ) -> Flow[P, R] | Callable[[Callable[P, R]], Flow[P, R]]:
     """Decorate a function (sync or async) as a flow; options are validated now.
 
+    ```python
     @flow(task_runner=ThreadPoolTaskRunner(max_workers=8), timeout_seconds=60)
     def etl() -> None: ...
+    ```
+
+    A flow is a scope: it returns only once the runs it submitted are final; if its
+    body raises, runs not started are cancelled. Each call uses a fresh
+    `task_runner.duplicate()`.
+
+    Raises:
+        ValueError: an option is out of range (e.g. `timeout_seconds=0`).
+        TypeError: an unknown option, or a `task_runner` that is not a `TaskRunner`.
     """
     unknown = set(options) - _OPTION_NAMES
     if unknown:

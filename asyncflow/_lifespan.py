@@ -131,6 +131,7 @@ class Engine:
 
     @property
     def running(self) -> bool:
+        """True between the lifespan's startup and the end of its shutdown."""
         return self._runner is not None
 
     @property

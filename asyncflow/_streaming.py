@@ -4,10 +4,21 @@ The input is consumed lazily and at most `max_concurrency` runs are in flight, s
 memory stays bounded by the window, not by the input. Results come back in input
 order (`ordered=True`, the default) or as they finish.
 
-    >>> for row in parse.map_iter(open("big.csv"), max_concurrency=32):   # doctest: +SKIP
-    ...     handle(row)
-    >>> async for page in fetch.map_iter(urls, max_concurrency=100, ordered=False):
-    ...     ...
+    >>> import asyncio
+    >>> from asyncflow import task
+    >>> @task
+    ... def parse(line: str) -> int:
+    ...     return int(line)
+    >>> lines = (str(i) for i in range(1000))       # lazy: read as the window moves
+    >>> sum(parse.map_iter(lines, max_concurrency=32))
+    499500
+    >>> @task
+    ... async def fetch(url: str) -> int:
+    ...     return len(url)
+    >>> async def sizes(urls: list[str]) -> list[int]:
+    ...     return [n async for n in fetch.map_iter(urls, max_concurrency=10, ordered=False)]
+    >>> sorted(asyncio.run(sizes(["a", "bb", "ccc"])))
+    [1, 2, 3]
 
 A failed run raises its exception from the iteration (as `Executor.map` does); runs
 still queued are then cancelled. Leaving the loop early cancels them too.

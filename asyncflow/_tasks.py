@@ -323,7 +323,17 @@ class Task(TaskSpec, Generic[P, R]):
     def submit(self, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
         """Schedule a run on the current task runner and return its future at once.
 
-        `wait_for=[futures]` orders this run after them without passing data.
+        `wait_for=[futures]` orders this run after them without passing data. Inside a
+        flow the run goes to the flow's runner, inside `with runner:` to that runner,
+        anywhere else to a process-wide default `ThreadPoolTaskRunner`.
+
+        Raises:
+            TypeError: the arguments do not fit the function's signature, or
+                `wait_for` holds a task, a function or a coroutine (the message names it).
+            CircularDependency: `wait_for` or the arguments include this run's own
+                future (a task waiting for itself).
+            WouldDeadlock: `ASYNCFLOW_MAX_PENDING_RUNS` is reached and the caller is on
+                an event loop's thread, where waiting for room would block the loop.
         """
         wait_for = kwargs.pop(_RESERVED, None)
         return current_runner().submit_checked(self, self._bind(args, kwargs), wait_for)
@@ -341,6 +351,11 @@ class Task(TaskSpec, Generic[P, R]):
         `unmapped(...)` to broadcast it. Defaults are not mapped.
         `max_concurrency=N` runs at most N of this map's runs at once (unless the
         function itself has a parameter of that name, which then gets the value).
+
+        Raises:
+            MappingLengthMismatch: the iterables have different lengths.
+            MappingMissingIterable: no argument is an iterable to map over.
+            TypeError: the arguments do not fit the function's signature.
         """
         if "max_concurrency" in kwargs and "max_concurrency" not in self._signature.parameters:
             limit = kwargs.pop("max_concurrency")
@@ -380,6 +395,11 @@ class Task(TaskSpec, Generic[P, R]):
         arguments are passed to every run. At most `max_concurrency` runs are in
         flight; iterate the result with `for` or `async for` to get the values, in
         input order (or as they finish with `ordered=False`).
+
+        Raises:
+            ValueError: `max_concurrency` is below 1.
+            TypeError: no iterable given, an argument that is not an iterable (or is a
+                `str`/`bytes`), or a `max_concurrency` that is not an int.
         """
         return MapIter(self, iterables, static, self._bind, max_concurrency, ordered)
 
@@ -409,17 +429,25 @@ def task(
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Decorate a function (sync or async) as a task; options are validated now.
 
-        @task
-        def fetch(url: str) -> bytes: ...
+    ```python
+    @task
+    def fetch(url: str) -> bytes: ...
 
-        @task(retries=2, retry_delay_seconds=[1, 5], timeout_seconds=30)
-        async def load(key: str) -> dict: ...
+    @task(retries=2, retry_delay_seconds=[1, 5], timeout_seconds=30)
+    async def load(key: str) -> dict: ...
+    ```
 
     Options: `name`, `description`, `retries`, `retry_delay_seconds` (a number, a list
     per attempt, or a callable of the attempt number), `retry_jitter_factor`,
     `retry_condition_fn(task, exception) -> bool`, `timeout_seconds`,
     `max_concurrency` (runs of this task at once, process-wide), `on_completion` /
     `on_failure` (lists of `hook(task, state)`).
+
+    Raises:
+        ValueError: an option is out of range (`retries=-1`, `timeout_seconds=0`, a
+            NaN delay), or the function has a parameter named `wait_for` (the one
+            reserved keyword); at decoration time, not when the task runs.
+        TypeError: an unknown option, or an option of the wrong type.
     """
     unknown = set(options) - _OPTION_NAMES
     if unknown:

@@ -3,6 +3,9 @@
 `from asyncflow.context import tags` is the same as `from asyncflow import tags`.
 """
 
+from ._public import publish
 from ._tags import tags
 
 __all__ = ("tags",)
+
+publish(__name__, __all__, globals())

@@ -19,6 +19,7 @@ from ._core import (
     UpstreamFailed,
     WouldDeadlock,
 )
+from ._public import publish
 
 __all__ = (
     "AcquireConcurrencySlotTimeoutError",
@@ -37,3 +38,5 @@ __all__ = (
     "UpstreamFailed",
     "WouldDeadlock",
 )
+
+publish(__name__, __all__, globals())

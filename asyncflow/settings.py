@@ -1,9 +1,13 @@
 """Settings from `ASYNCFLOW_*` environment variables, read when a runner is created.
 
->>> import os
->>> os.environ["ASYNCFLOW_TASK_RUNNER_THREAD_POOL_MAX_WORKERS"] = "8"
->>> get_settings().thread_pool_max_workers
-8
+Examples:
+    >>> import os
+    >>> os.environ["ASYNCFLOW_TASK_RUNNER_THREAD_POOL_MAX_WORKERS"] = "8"
+    >>> get_settings().thread_pool_max_workers
+    8
+    >>> del os.environ["ASYNCFLOW_TASK_RUNNER_THREAD_POOL_MAX_WORKERS"]
+    >>> get_settings().thread_pool_max_workers is None      # the built-in default
+    True
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from ._core import MAX_PENDING_RUNS
+from ._public import publish
 
 __all__ = ("Settings", "concurrency_limits", "get_settings")
 
@@ -97,3 +102,6 @@ def get_settings() -> Settings:
         max_pending_runs=_positive_int(MAX_PENDING_RUNS),
         concurrency_limits=concurrency_limits(),
     )
+
+
+publish(__name__, __all__, globals())

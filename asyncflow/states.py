@@ -6,6 +6,7 @@
 """
 
 from ._core import State, StateType
+from ._public import publish
 from ._state_constructors import Cancelled, Completed, Crashed, Failed, Pending, Retrying, Running
 
 __all__ = (
@@ -19,3 +20,5 @@ __all__ = (
     "State",
     "StateType",
 )
+
+publish(__name__, __all__, globals())

@@ -1,7 +1,15 @@
 """Task runners: where task runs execute.
 
->>> with ThreadPoolTaskRunner(max_workers=4) as runner:    # doctest: +SKIP
-...     runner.submit(double, {"x": 2}).result()
+Examples:
+    >>> from asyncflow import task
+    >>> @task
+    ... def double(x: int) -> int:
+    ...     return 2 * x
+    >>> with ThreadPoolTaskRunner(max_workers=4) as runner:
+    ...     runner.submit(double, {"x": 2}).result()
+    4
+
+`Run` is the type of what a runner's `start_run` is handed (docs/writing-a-runner.md).
 
 `Run` is the type of what a runner's `start_run` is handed (docs/writing-a-runner.md).
 
@@ -13,6 +21,7 @@ imports dask (and it is left out of `__all__`, so `import *` does not either).
 from typing import TYPE_CHECKING, Any
 
 from ._core import Run
+from ._public import publish
 from ._runners._base import TaskRunner
 from ._runners._process import ProcessPoolTaskRunner
 from ._runners._thread import ThreadPoolTaskRunner
@@ -21,6 +30,8 @@ if TYPE_CHECKING:
     from .contrib.dask import DaskTaskRunner as DaskTaskRunner
 
 __all__ = ("ProcessPoolTaskRunner", "Run", "TaskRunner", "ThreadPoolTaskRunner")
+
+publish(__name__, __all__, globals())
 
 
 def __getattr__(name: str) -> Any:

@@ -15,6 +15,9 @@ See docs/web.md.
 
 from ._asgi import ShutdownErrorMiddleware
 from ._lifespan import Engine, engine
+from ._public import publish
 from ._runners._shared import SharedTaskRunner
 
 __all__ = ("Engine", "SharedTaskRunner", "ShutdownErrorMiddleware", "engine")
+
+publish(__name__, __all__, globals())

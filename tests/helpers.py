@@ -13,15 +13,21 @@ and recording: one line appended per event, read back in the test.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
+import pkgutil
 import threading
 import time
+import types
 from pathlib import Path
 from typing import Any
 
+import asyncflow
 from asyncflow import task
+from asyncflow._public import is_private_path
 
 __all__ = (
+    "DASK_THREADS",
     "POLL",
     "SHORT_WAIT",
     "WAIT",
@@ -30,8 +36,12 @@ __all__ = (
     "Tally",
     "aident",
     "boom",
+    "gate",
     "ident",
     "pid_alive",
+    "public_modules",
+    "public_objects",
+    "wait_for_state",
     "wait_gone",
 )
 
@@ -40,6 +50,16 @@ WAIT = 10.0  # seconds any gate may take before a test fails instead of hanging
 # the (strict) xfail costs seconds, not WAIT.
 SHORT_WAIT = 3.0
 POLL = 0.002  # seconds between two looks at a gate's file
+
+# Threads Dask starts on demand and keeps for the life of the process (process-wide
+# executors) or of a module's cluster (its workers' executors, named after the
+# workers "0" and "1"). A runner's own completion thread is joined on exit.
+DASK_THREADS = (
+    "Dask-Offload",
+    "Dask-Callback-Thread",
+    "0-Dask-Default-Threads",
+    "1-Dask-Default-Threads",
+)
 
 
 class FileGate:
@@ -157,6 +177,13 @@ def boom(message: str = "boom") -> None:
     raise Boom(message)
 
 
+@task
+def gate(event: threading.Event, value: Any = None) -> Any:
+    """Blocks its worker until `event` is set (threads of this process only)."""
+    assert event.wait(WAIT)
+    return value
+
+
 def wait_for_state(fut: Any, name: str, timeout: float = WAIT) -> None:
     """Block until `fut` reports the state `name` (a gate on the run's state events:
     e.g. a process run turns Running a few ms after its worker started it)."""
@@ -174,3 +201,25 @@ def wait_for_state(fut: Any, name: str, timeout: float = WAIT) -> None:
             assert reached.wait(timeout), f"{fut!r} never reported {name!r}"
     finally:
         _events.remove_listener(on_state)
+
+
+def public_modules() -> list[str]:
+    """Every module of asyncflow with no private (`_`) part in its path, found by
+    walking the package (a new public module is included without editing a list)."""
+    names = ["asyncflow"]
+    for info in pkgutil.walk_packages(asyncflow.__path__, "asyncflow."):
+        if not is_private_path(info.name):
+            names.append(info.name)
+    return sorted(names)
+
+
+def public_objects() -> list[tuple[str, str, Any]]:
+    """(module, name, object) for each class and function a public `__all__` names."""
+    found = []
+    for module_name in public_modules():
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if isinstance(obj, (type, types.FunctionType)):
+                found.append((module_name, name, obj))
+    return found

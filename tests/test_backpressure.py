@@ -15,28 +15,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from helpers import WAIT, boom, gate, ident
 
 from asyncflow import exceptions, task
 from asyncflow.task_runners import ThreadPoolTaskRunner
 
-WAIT = 10
 ENV = "ASYNCFLOW_MAX_PENDING_RUNS"
-
-
-@task
-def gate(event: threading.Event, value: Any = None) -> Any:
-    assert event.wait(WAIT)
-    return value
-
-
-@task
-def ident(x: Any) -> Any:
-    return x
-
-
-@task
-def boom() -> None:
-    raise ValueError("boom")
 
 
 @pytest.fixture

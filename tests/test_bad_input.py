@@ -9,24 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers import WAIT, aident, ident
 
 from asyncflow import exceptions, flow, task
 from asyncflow.task_runners import ThreadPoolTaskRunner
 
-WAIT = 10
-
 
 def plain(x: int) -> int:
-    return x
-
-
-@task
-def ident(x: Any) -> Any:
-    return x
-
-
-@task
-async def aident(x: Any) -> Any:
     return x
 
 

@@ -20,23 +20,13 @@ import dask
 import distributed
 import pytest
 from distributed.client import FuturesCancelledError
+from helpers import DASK_THREADS, WAIT, Boom
 
 from asyncflow import allow_failure, exceptions, flow, task, unmapped
 from asyncflow._core._future import Deferred
 from asyncflow.contrib.dask import DaskTaskRunner
 from asyncflow.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
-WAIT = 10  # seconds any gate may take before a test fails instead of hanging
-
-# Threads Dask starts on demand and keeps for the life of the process (process-wide
-# executors) or of the module's cluster (its workers' executors, named after the
-# workers "0" and "1"). The runner's own completion thread is joined on exit.
-DASK_THREADS = (
-    "Dask-Offload",
-    "Dask-Callback-Thread",
-    "0-Dask-Default-Threads",
-    "1-Dask-Default-Threads",
-)
 dask_threads = pytest.mark.allow_threads(*DASK_THREADS)
 pytestmark = dask_threads
 
@@ -59,10 +49,6 @@ def runner(request: pytest.FixtureRequest, cluster: distributed.LocalCluster) ->
 
 
 # ---- runner-independent behaviour (thread, process and Dask runners) ---------------------
-
-
-class Boom(Exception):
-    """A task's own exception type, to check it is kept."""
 
 
 @task

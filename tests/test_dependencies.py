@@ -10,11 +10,10 @@ import threading
 from typing import Any, NamedTuple
 
 import pytest
+from helpers import WAIT
 
 from asyncflow import TaskFuture, allow_failure, exceptions, flow, quote, task, unmapped
 from asyncflow.task_runners import ThreadPoolTaskRunner
-
-WAIT = 10
 
 
 @task

@@ -12,34 +12,17 @@ from typing import Any
 
 import pytest
 import uvloop
+from helpers import WAIT, gate, ident
 
 from asyncflow import exceptions, flow, task
 from asyncflow.futures import wait
 from asyncflow.task_runners import ThreadPoolTaskRunner
-
-WAIT = 10
-
-
-@task
-def ident(x: Any) -> Any:
-    return x
 
 
 @task
 async def aident(x: Any) -> Any:
     await asyncio.sleep(0)
     return x
-
-
-@task
-def boom(message: str = "boom") -> None:
-    raise ValueError(message)
-
-
-@task
-def gate(event: threading.Event, value: Any = None) -> Any:
-    assert event.wait(WAIT)
-    return value
 
 
 @task

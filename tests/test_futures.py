@@ -11,30 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from helpers import WAIT, Boom, boom, gate, ident
 
 from asyncflow import FutureList, State, TaskFuture, exceptions, task
 from asyncflow.futures import as_completed, wait
 from asyncflow.states import StateType
 from asyncflow.task_runners import ThreadPoolTaskRunner
-
-WAIT = 10  # seconds any gate may take before a test fails instead of hanging
-
-
-@task
-def gate(event: threading.Event, value: Any = None) -> Any:
-    """Blocks its worker until `event` is set."""
-    assert event.wait(WAIT)
-    return value
-
-
-@task
-def ident(x: Any) -> Any:
-    return x
-
-
-@task
-def boom(message: str = "boom") -> None:
-    raise ValueError(message)
 
 
 @task
@@ -142,7 +124,7 @@ def _release_once_blocked(fut: TaskFuture[Any], release: threading.Event) -> thr
     so the wait under test really blocks instead of finding the run already final."""
 
     def run() -> None:
-        for _ in range(WAIT * 1000):
+        for _ in range(int(WAIT * 1000)):
             if fut._callbacks:
                 break
             threading.Event().wait(0.001)
@@ -306,7 +288,7 @@ async def test_await_future_and_future_list() -> None:
         many = aident.map([3, 4, 5])
         assert await many == [3, 4, 5]
         failed = boom.submit("async boom")
-        with pytest.raises(ValueError, match="async boom"):
+        with pytest.raises(Boom, match="async boom"):
             await failed
 
 
@@ -352,11 +334,11 @@ def test_future_list_timeouts(release: threading.Event) -> None:
 def test_future_list_result_raise_on_failure_false() -> None:
     with ThreadPoolTaskRunner(max_workers=2):
         futures = FutureList([ident.submit(1), boom.submit("x")])
-        with pytest.raises(ValueError, match="x"):
+        with pytest.raises(Boom, match="x"):
             futures.result()
         values = futures.result(raise_on_failure=False)
     assert values[0] == 1
-    assert isinstance(values[1], ValueError)
+    assert isinstance(values[1], Boom)
 
 
 # ---- wait / as_completed --------------------------------------------------------------------

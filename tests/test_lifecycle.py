@@ -12,12 +12,11 @@ import time
 from typing import Any
 
 import pytest
+from helpers import WAIT
 
 from asyncflow import State, exceptions, task
 from asyncflow._core import _events
 from asyncflow.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
-
-WAIT = 10.0
 
 
 class RetryingGate:

@@ -7,16 +7,10 @@ import threading
 from typing import Any
 
 import pytest
+from helpers import WAIT, boom, ident
 
 from asyncflow import FutureList, allow_failure, exceptions, flow, quote, task, unmapped
 from asyncflow.task_runners import ThreadPoolTaskRunner
-
-WAIT = 10
-
-
-@task
-def ident(x: Any) -> Any:
-    return x
 
 
 @task
@@ -38,11 +32,6 @@ def with_default(x: Any, y: Any = (10, 20, 30)) -> tuple[Any, Any]:
 @task
 def make_list(n: int) -> list[int]:
     return list(range(n))
-
-
-@task
-def boom() -> None:
-    raise ValueError("upstream broke")
 
 
 @pytest.fixture

@@ -16,14 +16,12 @@ import time
 from typing import Any
 
 import pytest
+from helpers import WAIT
 
 from asyncflow import State, exceptions, flow, quote, task
 from asyncflow._core import _engine
 from asyncflow._core._policy import RetryPolicy
 from asyncflow.task_runners import ThreadPoolTaskRunner
-
-WAIT = 10  # seconds any gate may take before a test fails instead of hanging
-
 
 # ---- retries -----------------------------------------------------------------------------
 

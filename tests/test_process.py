@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import wait_gone
 
 from asyncflow import flow, task
 from asyncflow.exceptions import RemoteError, SerializationError, TaskCrashed, TaskTimeout
@@ -26,21 +27,6 @@ from asyncflow.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def wait_gone(pids: set[int], timeout: float = 5.0) -> set[int]:
-    deadline = time.monotonic() + timeout
-    while (alive := {p for p in pids if pid_alive(p)}) and time.monotonic() < deadline:
-        time.sleep(0.01)  # polling the kernel for exits, bounded
-    return alive
 
 
 class Gate:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import pid_alive
 
 from asyncflow import task
 from asyncflow.task_runners import ProcessPoolTaskRunner
@@ -193,14 +194,6 @@ def test_a_forked_worker_runs_while_another_thread_held_the_engine_lock(tmp_path
         """,
     )
     assert proc.stdout.split() == ["49"]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_forked_workers_exit_when_the_parent_is_sigkilled(tmp_path: Path) -> None:

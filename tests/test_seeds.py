@@ -15,19 +15,13 @@ import time
 from typing import Any
 
 import pytest
+from helpers import DASK_THREADS
 
 from asyncflow import FutureList, TaskFuture, flow, task, unmapped
 from asyncflow.contrib.dask import DaskTaskRunner
 from asyncflow.futures import wait
 from asyncflow.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
-# Threads Dask keeps for the life of the process (see tests/test_dask.py).
-DASK_THREADS = (
-    "Dask-Offload",
-    "Dask-Callback-Thread",
-    "0-Dask-Default-Threads",
-    "1-Dask-Default-Threads",
-)
 IN_PROCESS_CLUSTER = {"processes": False, "n_workers": 1, "dashboard_address": ":0"}
 
 # ---- Configure a task runner: the elevator -------------------------------------------------

@@ -14,13 +14,11 @@ import time
 from typing import Any
 
 import pytest
+from helpers import WAIT
 
 from asyncflow import exceptions, flow, task
 from asyncflow._core._workers import WorkerPool
 from asyncflow.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
-
-WAIT = 10  # seconds any gate may take before a test fails instead of hanging
-
 
 # ---- defect 1: a timed-out thread run is abandoned -----------------------------------
 

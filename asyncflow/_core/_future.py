@@ -5,10 +5,17 @@ engine loop, a caller's loop). Sync code blocks on it with `.result()`; async co
 awaits it on any loop. State transitions happen under one module lock shared with
 the engine, so "is it final?" and "who depends on it?" are decided atomically.
 
-    >>> fut = double.submit(21)            # doctest: +SKIP
+    >>> import asyncio
+    >>> from asyncflow import task
+    >>> @task
+    ... def double(x: int) -> int:
+    ...     return 2 * x
+    >>> fut = double.submit(21)
     >>> fut.result()                       # sync world
     42
-    >>> await fut                          # async world, any loop
+    >>> async def main() -> int:
+    ...     return await fut               # async world, any loop
+    >>> asyncio.run(main())
     42
 """
 
@@ -154,10 +161,17 @@ class TaskFuture(Generic[R]):
     # ---- inspection (never blocks, never does I/O) ----------------------------------
     @property
     def state(self) -> State:
+        """The run's current `State` (a snapshot; reading it never blocks or does I/O).
+
+        Reading it counts as looking at the run: a failure whose state was read is
+        not reported again when the flow ends.
+        """
         self._observed = True
         return self._state
 
     def done(self) -> bool:
+        """True once the run is final (completed, failed, cancelled, crashed or
+        NotReady); never blocks."""
         return self._state._final
 
     def __repr__(self) -> str:
@@ -165,19 +179,42 @@ class TaskFuture(Generic[R]):
 
     # ---- sync world ------------------------------------------------------------------
     def wait(self, timeout: float | None = None) -> None:
-        """Block until the run is final or `timeout` passes (does not raise on timeout)."""
+        """Block until the run is final or `timeout` passes (does not raise on timeout).
+
+        Raises:
+            ValueError: `timeout` is negative or NaN (`inf` means no timeout).
+            WouldDeadlock: called on the thread of the event loop that must complete
+                this run; `await future.wait_async()` there instead.
+        """
         self._wait(_validate.timeout("timeout", timeout))
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
         """The run's value; re-raises its exception (or returns it if not raise_on_failure).
 
-        Raises `TimeoutError` if the run is not final within `timeout` seconds.
+        Blocks until the run is final. A run that did not complete raises its own
+        exception, unchanged (same type, traceback kept); a NotReady run raises
+        `UpstreamFailed`; a cancelled one `TaskCancelled`; a timed-out one
+        `TaskTimeout`. With `raise_on_failure=False` that exception is returned instead.
+
+        Raises:
+            TimeoutError: the run is not final within `timeout` seconds (the run goes on).
+            ValueError: `timeout` is negative or NaN.
+            WouldDeadlock: called on the thread of the event loop that must complete
+                this run; `await future` there instead.
+            CircularDependency: a task waits for its own result.
         """
         self._wait_or_raise(timeout)
         return self._outcome(raise_on_failure)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        """The run's exception, or None if it completed. Raises TaskCancelled if cancelled."""
+        """The run's exception, or None if it completed. Blocks until the run is final.
+
+        Raises:
+            TaskCancelled: the run was cancelled (as `concurrent.futures` raises
+                `CancelledError`).
+            TimeoutError: the run is not final within `timeout` seconds.
+            ValueError: `timeout` is negative or NaN.
+        """
         self._wait_or_raise(timeout)
         self._observed = True
         if self._state.type is StateType.CANCELLED:
@@ -189,13 +226,23 @@ class TaskFuture(Generic[R]):
             raise TimeoutError(f"task {self.name!r} did not finish within {timeout} s")
 
     def cancel(self) -> bool:
-        """Cancel the run if it has not started (or is an async run). True if cancelled."""
+        """Cancel the run if it has not started (or is an async run). True if cancelled.
+
+        A sync run already executing on a thread cannot be interrupted: it finishes
+        and `cancel()` returns False (a task can poll `check_cancelled()`). A process
+        or Dask run that started is stopped by its runner where it can be.
+        """
         run = self._run
         if run is None:
             return self._state.type is StateType.CANCELLED
         return bool(run.cancel())
 
     def add_done_callback(self, fn: Callable[[TaskFuture[R]], object]) -> None:
+        """Call `fn(future)` once the run is final (at once if it already is).
+
+        As in `concurrent.futures`: `fn` runs on the thread that completes the run;
+        one that raises is logged on the "asyncflow" logger and the others still run.
+        """
         with LOCK:
             if not self._state._final:
                 if self._callbacks is None:
@@ -213,7 +260,11 @@ class TaskFuture(Generic[R]):
         return self._outcome(True)
 
     async def wait_async(self, timeout: float | None = None) -> None:
-        """Await until the run is final or `timeout` passes (does not raise on timeout)."""
+        """Await until the run is final or `timeout` passes (does not raise on timeout).
+
+        Raises:
+            ValueError: `timeout` is negative or NaN.
+        """
         seconds = _validate.timeout("timeout", timeout)
         if not self._state._final:
             check_not_self(self)
@@ -404,20 +455,39 @@ def finalize_locked(
 class FutureList(list[TaskFuture[R]]):
     """A `list` of futures, e.g. from `.map()`, with bulk `result`, `wait` and `await`.
 
-    >>> squares = square.map([1, 2, 3])      # doctest: +SKIP
-    >>> squares.result()
-    [1, 4, 9]
+    Examples:
+        >>> from asyncflow import task
+        >>> @task
+        ... def square(x: int) -> int:
+        ...     return x * x
+        >>> squares = square.map([1, 2, 3])
+        >>> squares.result()
+        [1, 4, 9]
     """
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until every future is final or `timeout` passes (does not raise)."""
+        """Block until every future is final or `timeout` passes (does not raise on timeout).
+
+        Raises:
+            ValueError: `timeout` is negative or NaN.
+            WouldDeadlock: called on the thread of the event loop that must complete
+                one of the runs; `await futures` there instead.
+        """
         deadline = _deadline(_validate.timeout("timeout", timeout))
         for fut in self:
             if not fut._wait(_remaining(deadline)):
                 return
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[R]:
-        """Every future's result, in order; `timeout` bounds the whole call."""
+        """Every future's result, in order; `timeout` bounds the whole call.
+
+        Raises:
+            TimeoutError: not every run is final within `timeout` seconds; the message
+                says how many (of how many) are unfinished.
+            ValueError: `timeout` is negative or NaN.
+            Exception: the first failed run's own exception (in list order), unless
+                `raise_on_failure=False`, which puts exceptions in the list instead.
+        """
         deadline = _deadline(_validate.timeout("timeout", timeout))
         out: list[R] = []
         for fut in self:

@@ -15,6 +15,13 @@ __all__ = ("State", "StateType", "completed_state", "running_state")
 
 
 class StateType(enum.Enum):
+    """The coarse kind of a run's state; `State.name` refines it.
+
+    PENDING (not started; "NotReady" is a final PENDING), RUNNING, and the final
+    COMPLETED, FAILED, CANCELLED and CRASHED (the run ended outside its own code,
+    e.g. its worker process died).
+    """
+
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     COMPLETED = "COMPLETED"
@@ -76,24 +83,32 @@ class State:
             self._final = type._final or name in _FINAL_PENDING_NAMES  # type: ignore[attr-defined]
 
     def is_pending(self) -> bool:
+        """True for PENDING states, NotReady included."""
         return self.type is StateType.PENDING
 
     def is_running(self) -> bool:
+        """True while the run's code executes (RUNNING)."""
         return self.type is StateType.RUNNING
 
     def is_completed(self) -> bool:
+        """True if the run returned a value (COMPLETED)."""
         return self.type is StateType.COMPLETED
 
     def is_failed(self) -> bool:
+        """True if the run raised, timed out or exited (FAILED)."""
         return self.type is StateType.FAILED
 
     def is_cancelled(self) -> bool:
+        """True if the run was cancelled (CANCELLED)."""
         return self.type is StateType.CANCELLED
 
     def is_crashed(self) -> bool:
+        """True if the run ended outside its own code, e.g. its worker died (CRASHED)."""
         return self.type is StateType.CRASHED
 
     def is_final(self) -> bool:
+        """True if the state will not change again: every type but PENDING and
+        RUNNING, and the PENDING "NotReady" (the run will never start)."""
         return self._final
 
     def __repr__(self) -> str:

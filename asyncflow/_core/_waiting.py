@@ -4,10 +4,22 @@ Both register one done callback per pending future; the sync side blocks on a
 threading primitive, the async side on an asyncio future of the caller's loop.
 `drain` / `drain_async` wait until a scope has no unfinished run left.
 
-    >>> done, not_done = wait(futures, timeout=5)          # doctest: +SKIP
-    >>> done, not_done = await wait(futures, timeout=5)
-    >>> for fut in as_completed(futures): ...
-    >>> async for fut in as_completed(futures): ...
+    >>> import asyncio
+    >>> from asyncflow import task
+    >>> @task
+    ... def square(x: int) -> int:
+    ...     return x * x
+    >>> futures = square.map([1, 2, 3])
+    >>> done, not_done = wait(futures, timeout=5)
+    >>> len(done), not_done
+    (3, set())
+    >>> sorted(f.result() for f in as_completed(futures))
+    [1, 4, 9]
+    >>> async def main() -> list[int]:
+    ...     done, _ = await wait(futures, timeout=5)
+    ...     return sorted([f.result() async for f in as_completed(done)])
+    >>> asyncio.run(main())
+    [1, 4, 9]
 """
 
 from __future__ import annotations
@@ -38,6 +50,9 @@ _get_running_loop = asyncio._get_running_loop
 
 
 class DoneAndNotDone(NamedTuple):
+    """What `wait()` gives: the futures that are final (`done`) and the others
+    (`not_done`), as `concurrent.futures.wait` does; unpack it as a pair."""
+
     done: set[TaskFuture[Any]]
     not_done: set[TaskFuture[Any]]
 
@@ -165,6 +180,9 @@ def wait(futures: Iterable[TaskFuture[Any]], timeout: float | None = None) -> Wa
     """Wait until every future is final or `timeout` passes; never raises on timeout.
 
     `done, not_done = wait(fs)` in sync code; `done, not_done = await wait(fs)` in async.
+
+    Raises:
+        ValueError: `timeout` is negative or NaN (`inf` means no timeout).
     """
     return WaitCall(list(iter_futures(futures)), _validate.timeout("timeout", timeout))
 
@@ -243,6 +261,11 @@ class AsCompleted:
 def as_completed(futures: Iterable[TaskFuture[Any]], timeout: float | None = None) -> AsCompleted:
     """Yield futures as they finish (already-finished ones first).
 
-    On timeout raises `TimeoutError("N (of M) futures unfinished")`.
+    Works with `for` and `async for`; each future is yielded once.
+
+    Raises:
+        TimeoutError: `timeout` seconds passed with futures unfinished; the message
+            gives both counts, e.g. "3 (of 10) futures unfinished".
+        ValueError: `timeout` is negative or NaN.
     """
     return AsCompleted(list(iter_futures(futures)), _validate.timeout("timeout", timeout))

@@ -18,8 +18,12 @@ Which item a worker runs is kept in a per-worker `_Worker` cell, written without
 lock (one attribute store per item); `abandon` and the worker agree through the
 item-specific flag `cell.abandoned` (see `abandon`).
 
-    >>> pool = WorkerPool(2, "demo")          # doctest: +SKIP
-    >>> pool.submit(print, "hello")
+    >>> import threading
+    >>> pool = WorkerPool(2, "demo")
+    >>> ran = threading.Event()
+    >>> pool.submit(lambda event: event.set(), ran)      # items are (callable, argument)
+    >>> ran.wait(10)
+    True
     >>> pool.shutdown()
 """
 

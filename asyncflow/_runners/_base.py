@@ -208,6 +208,7 @@ class TaskRunner(abc.ABC):
 
     @property
     def name(self) -> str:
+        """The runner's name in messages: its class name unless a subclass says otherwise."""
         return type(self).__name__
 
     @property
@@ -248,6 +249,12 @@ class TaskRunner(abc.ABC):
         report its outcome afterwards as usual."""
 
     def release_run(self, run: Run) -> None:
+        """Forget `run`, which is final now (called once per run, by the engine).
+
+        A runner that keeps per-run state (a remote handle, a queue entry) drops it
+        here; an override must call `super().release_run(run)`, which records an
+        unobserved failure to report when the runner exits.
+        """
         # set.add/discard and list.append are atomic (the GIL, or per-object locks on
         # free-threaded builds): no runner lock on this per-task path.
         self._inflight.discard(run)
@@ -293,6 +300,11 @@ class TaskRunner(abc.ABC):
 
         `dependencies` is accepted for Prefect compatibility; data dependencies are
         found in `parameters` themselves.
+
+        Raises:
+            TypeError: `task` is not a task (a function decorated with `@task`).
+            RunnerNotStarted: the runner is not started (use `with runner:`).
+            CircularDependency: the run would wait for its own future.
         """
         if not isinstance(task, TaskSpec):
             raise TypeError(
@@ -383,7 +395,14 @@ class TaskRunner(abc.ABC):
         parameters: Mapping[str, Any],
         wait_for: Iterable[Any] | None = None,
     ) -> FutureList[Any]:
-        """One run per element of the iterable parameters (see `Task.map`)."""
+        """One run per element of the iterable parameters (see `Task.map`).
+
+        Raises:
+            TypeError: `task` is not a task.
+            RunnerNotStarted: the runner is not started.
+            MappingLengthMismatch: the iterables have different lengths.
+            MappingMissingIterable: no parameter is an iterable to map over.
+        """
         if not isinstance(task, TaskSpec):
             raise TypeError(f"{self.name}.map() expects a task, got {type(task).__name__}")
         if not self._started:

@@ -1,8 +1,14 @@
 """`ProcessPoolTaskRunner`: tasks (sync and async) in worker processes.
 
-    >>> @flow(task_runner=ProcessPoolTaskRunner(max_workers=4))   # doctest: +SKIP
-    ... def crunch(xs):
+    >>> from asyncflow import flow, task
+    >>> @task
+    ... def heavy(x: int) -> int:
+    ...     return sum(range(x))
+    >>> @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    ... def crunch(xs: list[int]) -> list[int]:
     ...     return heavy.map(xs)
+    >>> crunch([10, 100])
+    [45, 4950]
 
 - Functions and values cross by pickle, or cloudpickle when needed, so tasks defined
   in `__main__`, in a test function or as closures work. Futures among the arguments
@@ -97,6 +103,7 @@ class ProcessPoolTaskRunner(TaskRunner):
 
     @property
     def max_workers(self) -> int:
+        """The number of worker processes."""
         return self._max_workers
 
     def duplicate(self) -> ProcessPoolTaskRunner:

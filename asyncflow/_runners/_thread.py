@@ -8,7 +8,11 @@ and its late result is discarded. Async runs go to the loop the
 runner was entered on with `async with` (the caller's loop), or else to the
 background engine loop.
 
-    >>> with ThreadPoolTaskRunner(max_workers=4) as runner:     # doctest: +SKIP
+    >>> from asyncflow import task
+    >>> @task
+    ... def double(x: int) -> int:
+    ...     return 2 * x
+    >>> with ThreadPoolTaskRunner(max_workers=4) as runner:
     ...     runner.submit(double, {"x": 2}).result()
     4
 """
@@ -52,6 +56,8 @@ class ThreadPoolTaskRunner(TaskRunner):
 
     @property
     def max_workers(self) -> int:
+        """The most sync runs executing at once (threads lent while a run blocks on a
+        future do not count)."""
         return self._max_workers
 
     def duplicate(self) -> ThreadPoolTaskRunner:

@@ -27,6 +27,7 @@ from .._concurrency._errors import (
     ConcurrencySlotAcquisitionError,
 )
 from .._concurrency._registry import get_limit, set_limit
+from .._public import publish
 from . import asyncio, sync
 
 __all__ = (
@@ -37,3 +38,5 @@ __all__ = (
     "set_limit",
     "sync",
 )
+
+publish(__name__, __all__, globals())

@@ -8,6 +8,7 @@ from .._concurrency._errors import (
     AcquireConcurrencySlotTimeoutError,
     ConcurrencySlotAcquisitionError,
 )
+from .._public import publish
 
 __all__ = (
     "AcquireConcurrencySlotTimeoutError",
@@ -15,3 +16,5 @@ __all__ = (
     "concurrency",
     "rate_limit",
 )
+
+publish(__name__, __all__, globals())

@@ -7,6 +7,7 @@ from .._concurrency._errors import (
     ConcurrencySlotAcquisitionError,
 )
 from .._concurrency._sync import concurrency, rate_limit
+from .._public import publish
 
 __all__ = (
     "AcquireConcurrencySlotTimeoutError",
@@ -14,3 +15,5 @@ __all__ = (
     "concurrency",
     "rate_limit",
 )
+
+publish(__name__, __all__, globals())

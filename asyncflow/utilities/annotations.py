@@ -11,5 +11,8 @@ The same classes as `asyncflow.quote`, `asyncflow.unmapped`, `asyncflow.allow_fa
 """
 
 from .._arguments import allow_failure, opaque, quote, unmapped
+from .._public import publish
 
 __all__ = ("allow_failure", "opaque", "quote", "unmapped")
+
+publish(__name__, __all__, globals())

@@ -1,0 +1,312 @@
+"""The feature table of docs/migrating-from-prefect.md stays true.
+
+Each row marked "supported" or "differs" claims a feature: it has a check here, named
+by the row's first cell, that the feature exists and works (the test fails on a
+claimed row without a check, and on a check without a row). Rows marked "not
+supported" that name task options check that `@task` refuses them, so the table is
+flagged when one of them lands. "planned" rows are the lead's to update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from helpers import WAIT, Boom, boom, ident, wait_for_state
+
+from asyncflow import allow_failure, flow, quote, task, unmapped
+from asyncflow.exceptions import UpstreamFailed
+from asyncflow.futures import FutureList, as_completed, wait
+from asyncflow.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "migrating-from-prefect.md"
+STATUSES = {"supported", "differs", "not supported", "planned"}
+
+
+def feature_table() -> dict[str, str]:
+    """{first cell: status} of the table under "## Feature table"."""
+    text = GUIDE.read_text().split("## Feature table", 1)[1]
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[1] in STATUSES:
+            rows[cells[0]] = cells[1]
+    return rows
+
+
+TABLE = feature_table()
+
+
+@task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@task
+def total(xs: list[int], extra: list[int]) -> int:
+    return sum(xs) + sum(extra)
+
+
+def check_flow_task_runner() -> None:
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    def f() -> list[int]:
+        return add.map([1, 2], 1)
+
+    assert f() == [2, 3]
+
+
+def check_thread_pool() -> None:
+    runner = ThreadPoolTaskRunner(max_workers=3, thread_name_prefix="mig")
+    assert runner.max_workers == 3
+    with runner:
+        assert runner.submit(add, {"x": 1, "y": 2}).result(timeout=WAIT) == 3
+
+
+def check_env(name: str, runner_type: type[ThreadPoolTaskRunner | ProcessPoolTaskRunner]) -> None:
+    old = os.environ.get(name)
+    os.environ[name] = "3"
+    try:
+        assert runner_type().max_workers == 3
+    finally:
+        if old is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = old
+
+
+def check_process_pool() -> None:
+    with ProcessPoolTaskRunner(max_workers=2) as runner:
+        assert runner.max_workers == 2
+        assert runner.submit(add, {"x": 2, "y": 3}).result(timeout=WAIT) == 5
+
+
+def check_dask() -> None:
+    from asyncflow.contrib.dask import DaskTaskRunner
+    from asyncflow.task_runners import DaskTaskRunner as Lazy
+
+    assert Lazy is DaskTaskRunner
+    assert issubclass(DaskTaskRunner, TaskRunner)  # run for real in tests/test_dask.py
+
+
+def check_submit() -> None:
+    assert add.submit(1, 2).result(timeout=WAIT) == 3
+
+
+def check_map_unmapped() -> None:
+    assert total.map([[1], [2]], unmapped([10])).result(timeout=WAIT) == [11, 12]
+
+
+def check_wait_for() -> None:
+    first = ident.submit(1)
+    second = ident.submit(2, wait_for=[first])
+    assert second.result(timeout=WAIT) == 2
+    assert first.done()
+
+
+def check_allow_failure() -> None:
+    failed = boom.submit()
+    assert isinstance(ident.submit(allow_failure(failed)).result(timeout=WAIT), Boom)
+    with pytest.raises(UpstreamFailed):
+        ident.submit(failed).result(timeout=WAIT)
+
+
+def check_quote() -> None:
+    inner = ident.submit(1)
+    value = ident.submit(quote([inner])).result(timeout=WAIT)
+    assert value[0] is inner
+
+
+def check_future_methods() -> None:
+    fut = boom.submit()
+    fut.wait(WAIT)
+    assert fut.state.is_failed()
+    assert isinstance(fut.result(raise_on_failure=False), Boom)
+
+    async def main() -> int:
+        return await ident.submit(5)
+
+    assert asyncio.run(main()) == 5
+
+
+def check_wait_as_completed() -> None:
+    futures = ident.map([1, 2, 3])
+    done, not_done = wait(futures, timeout=WAIT)
+    assert len(done) == 3
+    assert not not_done
+    assert sorted(f.result() for f in as_completed(futures, timeout=WAIT)) == [1, 2, 3]
+
+
+def check_future_list() -> None:
+    futures = ident.map([1, 2])
+    assert isinstance(futures, FutureList)
+    assert futures.result(timeout=WAIT) == [1, 2]
+
+
+def check_runner_api() -> None:
+    template = ThreadPoolTaskRunner(max_workers=2)
+    with template.duplicate() as runner:
+        assert runner.submit(add, {"x": 1, "y": 1}).result(timeout=WAIT) == 2
+        assert runner.map(add, {"x": [1, 2], "y": 1}).result(timeout=WAIT) == [2, 3]
+        assert runner.name == "ThreadPoolTaskRunner"
+
+
+def check_cancel_all() -> None:
+    gate = threading.Event()
+
+    @task
+    def hold() -> bool:
+        return gate.wait(WAIT)
+
+    with ThreadPoolTaskRunner(max_workers=1) as runner:
+        running = runner.submit(hold, {})
+        wait_for_state(running, "Running")
+        queued = runner.submit(ident, {"x": 1})  # no free worker: it waits
+        assert runner.cancel_all() == 1
+        gate.set()
+    assert queued.state.is_cancelled()
+    assert running.result() is True  # running ones finish
+
+
+def check_nested_flows() -> None:
+    seen: list[str] = []
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=1))
+    def inner() -> int:
+        return add.submit(1, 1).result()
+
+    @flow
+    def outer() -> int:
+        seen.append("outer")
+        return inner() + add.submit(1, 2).result()
+
+    assert outer() == 5
+    assert seen == ["outer"]
+
+
+def check_retries() -> None:
+    calls: list[int] = []
+
+    @task(
+        retries=2,
+        retry_delay_seconds=[0, 0],
+        retry_jitter_factor=0.0,
+        retry_condition_fn=lambda t, exc: isinstance(exc, Boom),
+    )
+    def flaky() -> int:
+        calls.append(1)
+        if len(calls) < 3:
+            raise Boom("again")
+        return len(calls)
+
+    fut = flaky.submit()
+    assert fut.result(timeout=WAIT) == 3
+    assert fut.state.attempts == 3
+
+
+def check_timeout() -> None:
+    @task(timeout_seconds=0.05)
+    async def sleepy() -> None:
+        await asyncio.sleep(WAIT)
+
+    fut = sleepy.submit()
+    fut.wait(WAIT)
+    assert fut.state.name == "TimedOut"
+
+
+def check_hooks() -> None:
+    seen: list[str] = []
+
+    @task(
+        on_completion=[lambda t, s: seen.append(s.name)],
+        on_failure=[lambda t, s: seen.append(s.name)],
+    )
+    def f(x: int) -> int:
+        return 1 // x
+
+    f.submit(1).wait(WAIT)
+    f.submit(0).wait(WAIT)
+    assert sorted(seen) == ["Completed", "Failed"]
+
+
+def check_submit_without_flow() -> None:
+    assert ident.submit(7).result(timeout=WAIT) == 7  # Prefect raises here
+
+
+def check_concurrency_limits() -> None:
+    limited = ident.with_options(max_concurrency=1)
+    assert limited.map([1, 2, 3]).result(timeout=WAIT) == [1, 2, 3]
+    assert ident.map([1, 2, 3], max_concurrency=2).result(timeout=WAIT) == [1, 2, 3]
+
+
+CHECKS: dict[str, Callable[[], None]] = {
+    "`@flow(task_runner=...)`": check_flow_task_runner,
+    "`ThreadPoolTaskRunner(max_workers=...)`": check_thread_pool,
+    "`PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS`": lambda: check_env(
+        "ASYNCFLOW_TASK_RUNNER_THREAD_POOL_MAX_WORKERS", ThreadPoolTaskRunner
+    ),
+    "`ProcessPoolTaskRunner(max_workers=...)`": check_process_pool,
+    "`PREFECT_TASKS_RUNNER_PROCESS_POOL_MAX_WORKERS`": lambda: check_env(
+        "ASYNCFLOW_TASK_RUNNER_PROCESS_POOL_MAX_WORKERS", ProcessPoolTaskRunner
+    ),
+    "`DaskTaskRunner` (prefect-dask)": check_dask,
+    "`task.submit(...)`": check_submit,
+    "`task.map(...)` with `unmapped(...)`": check_map_unmapped,
+    "`wait_for=[...]`": check_wait_for,
+    "`allow_failure(...)`": check_allow_failure,
+    "`quote(...)`": check_quote,
+    "`future.result(raise_on_failure=...)`, `.wait()`, `.state`": check_future_methods,
+    "`prefect.futures.wait`, `as_completed`": check_wait_as_completed,
+    "`PrefectFutureList.result()`": check_future_list,
+    "`TaskRunner.submit(task, parameters)`, `.map(...)`, `.duplicate()`": check_runner_api,
+    "`ThreadPoolTaskRunner.cancel_all()`": check_cancel_all,
+    "nested flows with their own task runner": check_nested_flows,
+    "`retries`, `retry_delay_seconds`, `retry_jitter_factor`, `retry_condition_fn`": (
+        check_retries
+    ),
+    "`timeout_seconds`": check_timeout,
+    "`on_completion`, `on_failure` state hooks": check_hooks,
+    "submitting with no flow": check_submit_without_flow,
+    "tag-based task concurrency limits": check_concurrency_limits,
+}
+
+# "not supported" rows that name `@task` options: refused today.
+REFUSED_OPTIONS = {
+    "`cache_policy`, `cache_key_fn`": ("cache_policy", "cache_key_fn"),
+    "`persist_result`, result storage": ("persist_result",),
+    "`tags`": ("tags",),
+    "`log_prints`, `get_run_logger()`": ("log_prints",),
+}
+
+
+def test_the_table_is_read() -> None:
+    assert len(TABLE) >= 25
+    assert set(TABLE.values()) == STATUSES
+
+
+def test_every_claimed_row_has_a_check_and_every_check_a_row() -> None:
+    claimed = {name for name, status in TABLE.items() if status in ("supported", "differs")}
+    assert claimed == set(CHECKS)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("row", sorted(CHECKS))
+def test_claimed_feature_works(row: str) -> None:
+    CHECKS[row]()
+
+
+@pytest.mark.parametrize("row", sorted(REFUSED_OPTIONS))
+def test_unsupported_options_are_refused(row: str) -> None:
+    assert TABLE[row] == "not supported"
+    for option in REFUSED_OPTIONS[row]:
+        with pytest.raises(TypeError, match=option):
+            task(**{option: None})
+
+
+def test_planned_rows_are_not_there_yet() -> None:
+    planned = [name for name, status in TABLE.items() if status == "planned"]
+    assert planned == ["`PrefectTaskRunner`, task workers, `task.delay()`"]
+    assert not hasattr(ident, "delay")  # when `.delay()` lands, update the table
