@@ -17,6 +17,7 @@ from ._arguments import allow_failure, quote, unmapped
 from ._core import FutureList, State, TaskFuture, check_cancelled
 from ._flows import Flow, flow
 from ._tasks import Task, task
+from .task_worker import aserve, serve
 
 __version__ = "0.1.0"
 
@@ -28,9 +29,11 @@ __all__ = (
     "TaskFuture",
     "__version__",
     "allow_failure",
+    "aserve",
     "check_cancelled",
     "flow",
     "quote",
+    "serve",
     "task",
     "unmapped",
 )

@@ -324,6 +324,21 @@ class Task(TaskSpec, Generic[P, R]):
         wait_for = kwargs.pop(_RESERVED, None)
         return current_runner().submit_checked(self, self._bind(args, kwargs), wait_for)
 
+    def delay(self, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
+        """Send one run to task workers and return its future at once (docs/workers.md)."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        wait_for: Iterable[Any] | None = None,
+    ) -> TaskFuture[Any]:
+        """`delay(*args, **kwargs)`, with `wait_for=` futures to run after."""
+        from ._taskworkers import apply_async  # loaded on first use: the broker's modules
+
+        return apply_async(self, self._bind(tuple(args), dict(kwargs or {})), wait_for)
+
     @overload
     def map(self: Task[P, Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> FutureList[T]: ...
 

@@ -61,6 +61,17 @@ class Capabilities:
     queue_is_ours: bool = True
     # Tasks blocked on their children may fill every slot without a deadlock.
     nests_past_its_slots: bool = True
+    # Tasks defined in a test function (closures, lambdas) can be submitted; where
+    # tasks travel by name (task workers import them) they fail at `.submit()`.
+    ships_local_tasks: bool = True
+    # Retries, their delays, retry conditions and timeouts are applied in the caller's
+    # process (closures over the test's objects see every call); False: where the task
+    # executes (a task worker), on pickled copies, and the caller sees only Running
+    # and the final state.
+    policies_in_caller: bool = True
+    # A run whose process dies is handed to another worker (at-least-once delivery)
+    # instead of ending CRASHED (which happens only after its last delivery).
+    redelivers_crashes: bool = False
     # Known defects: topic -> reason (see `expect_defect`).
     defects: Mapping[str, str] = field(default_factory=dict)
 
@@ -167,6 +178,40 @@ RUNNERS: dict[str, RunnerKind] = {
         session_fixtures=("dask_cluster",),
     ),
 }
+
+
+def _workers_in_process(shared: Callable[[str], Any]) -> TaskRunner:
+    from workers_support import InProcessWorkers
+
+    return InProcessWorkers(SLOTS)
+
+
+def _workers_subprocess(shared: Callable[[str], Any]) -> TaskRunner:
+    from workers_support import SubprocessWorkers
+
+    return SubprocessWorkers(SLOTS)
+
+
+_TASK_WORKERS = {
+    "pickles": True,
+    "pickles_results": True,
+    "kills_on_timeout": False,
+    "cancel_running_sync": "refused",
+    "ships_local_tasks": False,
+    "policies_in_caller": False,
+    "redelivers_crashes": True,
+}
+RUNNERS["workers-memory"] = RunnerKind(
+    "workers-memory",
+    _workers_in_process,
+    Capabilities(in_process=True, **_TASK_WORKERS),  # type: ignore[arg-type]  # a literal dict of the fields above
+    allow_threads=(),
+)
+RUNNERS["workers-sqlite"] = RunnerKind(
+    "workers-sqlite",
+    _workers_subprocess,
+    Capabilities(in_process=False, **_TASK_WORKERS),  # type: ignore[arg-type]  # a literal dict of the fields above
+)
 
 
 def expect_defect(request: pytest.FixtureRequest, caps: Capabilities, topic: str) -> None:

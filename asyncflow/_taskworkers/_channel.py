@@ -1,0 +1,50 @@
+"""A broker with its secret: the one object submitters, watchers and workers use.
+
+`channel(url)` opens the broker once per URL per process (a SQLite connection, the
+in-process `memory://` instance) and resolves its secret (`_broker.broker_secret`).
+`seal` / `unseal` sign and check every message and result, bound to its run id, so
+an envelope copied onto another run fails its check too.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from .._broker import Broker, broker_secret, check_payload_size, open_broker, sign, verify
+
+__all__ = ("Channel", "channel")
+
+
+class Channel:
+    """`broker` and the secret its envelopes are sealed with."""
+
+    __slots__ = ("broker", "secret", "url")
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.url = broker.url
+        self.secret = broker_secret(broker)
+
+    def seal(self, run_id: str, data: bytes, what: str, limit: int | None) -> bytes:
+        """The envelope of `data` for run `run_id`; `PayloadTooLarge` (naming `what`)
+        over the size limit."""
+        check_payload_size(data, what, limit)
+        return sign(self.secret, data, context=run_id.encode())
+
+    def unseal(self, run_id: str, envelope: bytes) -> bytes:
+        """The data, or `BadSignature`: never unpickle what fails here."""
+        return verify(self.secret, envelope, context=run_id.encode())
+
+
+_channels: dict[str | None, Channel] = {}
+_lock = threading.Lock()
+
+
+def channel(url: str | None) -> Channel:
+    """The process's channel to the broker at `url` (None: the default broker)."""
+    with _lock:
+        found = _channels.get(url)
+        if found is None:
+            found = _channels[url] = Channel(open_broker(url))
+            _channels.setdefault(found.url, found)
+        return found
