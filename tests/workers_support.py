@@ -26,7 +26,7 @@ from asyncflow._taskworkers import TaskWorker, WorkerTaskRunner
 TESTS = Path(__file__).resolve().parent
 LEASE = 1.0
 GRACE = 0.5  # a stopped worker hands back what still runs after this long
-MODULES = ("conformance.tasks", "helpers")  # the tasks every test worker serves
+MODULES = ("conformance.tasks", "helpers", "workers_tasks")  # what test workers serve
 
 
 def served_tasks() -> list[Any]:

@@ -8,9 +8,18 @@ an envelope copied onto another run fails its check too.
 
 from __future__ import annotations
 
+import os
 import threading
 
-from .._broker import Broker, broker_secret, check_payload_size, open_broker, sign, verify
+from .._broker import (
+    BROKER_URL_ENV,
+    Broker,
+    broker_secret,
+    check_payload_size,
+    open_broker,
+    sign,
+    verify,
+)
 
 __all__ = ("Channel", "channel")
 
@@ -41,10 +50,21 @@ _lock = threading.Lock()
 
 
 def channel(url: str | None) -> Channel:
-    """The process's channel to the broker at `url` (None: the default broker)."""
+    """The process's channel to the broker at `url` (None: `ASYNCFLOW_BROKER_URL`,
+    read now, else the default file)."""
+    if url is None:
+        url = os.environ.get(BROKER_URL_ENV) or None
     with _lock:
         found = _channels.get(url)
         if found is None:
             found = _channels[url] = Channel(open_broker(url))
             _channels.setdefault(found.url, found)
         return found
+
+
+def _after_fork_in_child() -> None:
+    _channels.clear()  # a SQLite connection must not cross a fork: the child opens its own
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

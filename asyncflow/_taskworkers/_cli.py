@@ -7,8 +7,10 @@ runs until SIGTERM or SIGINT, then shuts down cleanly (`TaskWorker`) and exits 0
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -62,6 +64,10 @@ def tasks_in(spec: str) -> list[Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # A SIGTERM while the tasks' modules import must still mean "stop cleanly, exit 0".
+    early: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: early.append(signum))
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     sys.path.insert(0, "")  # as `python -m`: modules in the current directory import
     tasks = [t for spec in args.tasks for t in tasks_in(spec)]
@@ -73,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         grace_seconds=args.grace,
         name=args.name,
     )
-    import asyncio
-
+    for sig in (signal.SIGTERM, signal.SIGINT):  # until `serve` installs its own
+        signal.signal(sig, lambda signum, frame: worker.stop())
+    if early:
+        return 0
     asyncio.run(worker.serve(handle_signals=True))
     return 0
