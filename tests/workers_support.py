@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -119,48 +120,95 @@ def stop_worker_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) ->
         raise
 
 
-class SubprocessWorkers(WorkerTaskRunner):
-    """Worker processes (the CLI) through a SQLite file of their own. A supervisor
-    thread restarts a worker that dies (as a deployment's restart policy would)."""
+class WorkerProcesses:
+    """`processes` worker processes (the CLI) on the broker at `url`, `slots` runs in
+    all. A supervisor thread restarts one that dies (as a deployment's restart policy
+    would); `stop()` sends SIGTERM and checks that each exits 0."""
 
-    def __init__(self, slots: int, processes: int = 1, **options: Any) -> None:
-        self.directory = tempfile.mkdtemp(prefix="asyncflow-workers-")
-        super().__init__(f"sqlite:///{self.directory}/broker.db", **options)
+    def __init__(self, url: str, slots: int, processes: int = 1) -> None:
+        self.url = url
         self.slots = slots
         self.processes = processes
-        self.options = options
         self.workers: list[subprocess.Popen[bytes]] = []
         self.restarts = 0
+        self._born: dict[int, float] = {}
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
 
-    def duplicate(self) -> SubprocessWorkers:
-        return type(self)(self.slots, self.processes, **self.options)
+    def _start_one(self) -> subprocess.Popen[bytes]:
+        proc = start_worker_process(self.url, max(1, self.slots // self.processes))
+        self._born[proc.pid] = time.monotonic()
+        return proc
 
-    def _start(self) -> subprocess.Popen[bytes]:
-        assert self.broker_url is not None
-        return start_worker_process(self.broker_url, max(1, self.slots // self.processes))
-
-    def _start_resources(self) -> None:
-        super()._start_resources()
-        self.workers = [self._start() for _ in range(self.processes)]
+    def start(self, ready: bool = False) -> WorkerProcesses:
+        """Start them; `ready`: return once one has executed a run (it is claiming)."""
+        self.workers = [self._start_one() for _ in range(self.processes)]
         self._stopping.clear()
         self._supervisor = threading.Thread(target=self._supervise, name="tests-supervisor")
         self._supervisor.start()
+        if ready:
+            from helpers import WAIT, ident
+
+            with WorkerTaskRunner(self.url):
+                assert ident.submit("ready").result(timeout=2 * WAIT) == "ready"
+        return self
 
     def _supervise(self) -> None:
         while not self._stopping.wait(0.05):  # polling exit codes (Popen has no callback)
             for i, proc in enumerate(self.workers):
                 if proc.poll() is not None and not self._stopping.is_set():
-                    self.workers[i] = self._start()
+                    self.workers[i] = self._start_one()
                     self.restarts += 1
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join()
+        young = {p.pid for p in self.workers if time.monotonic() - self._born[p.pid] < 1.0}
+        codes = [stop_worker_process(proc) for proc in self.workers]
+        # A worker stopped during interpreter start-up (before asyncflow's CLI runs:
+        # just restarted by the supervisor) dies of SIGTERM like any Python program.
+        bad = [
+            (p.pid, code)
+            for p, code in zip(self.workers, codes, strict=True)
+            if code != 0 and not (code == -signal.SIGTERM and p.pid in young)
+        ]
+        assert not bad, f"task workers exited with {bad}"
+
+
+def sqlite_url() -> str:
+    return f"sqlite:///{tempfile.mkdtemp(prefix='asyncflow-workers-')}/broker.db"
+
+
+class SubprocessWorkers(WorkerTaskRunner):
+    """A runner that brings its own `WorkerProcesses` on a SQLite file of its own."""
+
+    def __init__(self, slots: int, processes: int = 1, **options: Any) -> None:
+        super().__init__(sqlite_url(), **options)
+        self.slots = slots
+        self.processes = processes
+        self.options = options
+        self.pool: WorkerProcesses | None = None
+
+    def duplicate(self) -> SubprocessWorkers:
+        return type(self)(self.slots, self.processes, **self.options)
+
+    @property
+    def workers(self) -> list[subprocess.Popen[bytes]]:
+        return [] if self.pool is None else self.pool.workers
+
+    @property
+    def restarts(self) -> int:
+        return 0 if self.pool is None else self.pool.restarts
+
+    def _start_resources(self) -> None:
+        super()._start_resources()
+        assert self.broker_url is not None
+        self.pool = WorkerProcesses(self.broker_url, self.slots, self.processes).start()
 
     def _stop_resources(self) -> None:
         try:
             super()._stop_resources()
         finally:
-            self._stopping.set()
-            if self._supervisor is not None:
-                self._supervisor.join()
-            codes = [stop_worker_process(proc) for proc in self.workers]
-            assert codes == [0] * len(codes), f"task workers exited with {codes}"
+            if self.pool is not None:
+                self.pool.stop()

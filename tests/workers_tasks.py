@@ -79,3 +79,13 @@ def sleep_then(seconds: float, value: Any) -> Any:
 async def asleep_then(seconds: float, value: Any) -> Any:
     await asyncio.sleep(seconds)
     return value
+
+
+@task
+def hold_then_mark(tally: Tally, release: FileGate, done: Tally) -> int:
+    """`hold`, then record in `done` that this worker got to the end."""
+    pid = os.getpid()
+    tally.add(str(pid))
+    release.wait(WAIT)
+    done.add(str(pid))
+    return pid

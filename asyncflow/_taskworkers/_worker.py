@@ -61,7 +61,7 @@ logger = logging.getLogger("asyncflow")
 T = TypeVar("T")
 DEFAULT_LEASE_SECONDS = 30.0
 DEFAULT_GRACE_SECONDS = 30.0
-WAIT_SECONDS = 0.5  # longest blocking `broker.wait` (a stop does not wait for it)
+WAIT_SECONDS = 0.1  # longest blocking `broker.wait` (a stop waits for it to return)
 
 
 def load_tasks(specs: Iterable[Any]) -> dict[str, Any]:

@@ -189,7 +189,14 @@ def _workers_in_process(shared: Callable[[str], Any]) -> TaskRunner:
 def _workers_subprocess(shared: Callable[[str], Any]) -> TaskRunner:
     from workers_support import SubprocessWorkers
 
-    return SubprocessWorkers(SLOTS)
+    from asyncflow.task_runners import WorkerTaskRunner
+
+    processes = shared("task_worker_processes")
+    if processes is None:  # a probe: workers of its own
+        return SubprocessWorkers(SLOTS)
+    # Workers started before the test (as in production: long-lived, started apart), so
+    # a flow's runner (a duplicate: same broker) does not wait for a worker to start.
+    return WorkerTaskRunner(processes.url)
 
 
 _TASK_WORKERS = {
@@ -210,7 +217,17 @@ RUNNERS["workers-memory"] = RunnerKind(
 RUNNERS["workers-sqlite"] = RunnerKind(
     "workers-sqlite",
     _workers_subprocess,
-    Capabilities(in_process=False, **_TASK_WORKERS),  # type: ignore[arg-type]  # a literal dict of the fields above
+    Capabilities(
+        in_process=False,
+        defects={
+            "failing_flow_body": "a queued run that a worker takes between the body "
+            "opening the gate and the flow cancelling its runs completes (its worker "
+            "holds it, and a sync run is not interrupted)"
+        },
+        **_TASK_WORKERS,  # type: ignore[arg-type]  # a literal dict of the fields above
+    ),
+    allow_threads=("tests-supervisor",),
+    session_fixtures=("task_worker_processes",),
 )
 
 
