@@ -205,6 +205,19 @@ def test_a_future_rebuilt_from_its_run_id_in_another_process(tmp_path: Path) -> 
         task_worker.run_id(asyncflow.task(wt.noop.fn).submit(1))
 
 
+def test_many_futures_of_one_run_and_a_final_run_rebuilt(memory_url: str) -> None:
+    with WorkerTaskRunner(memory_url):  # no worker yet: the run waits in the broker
+        fut = wt.noop.submit(3)
+        rid = task_worker.run_id(fut)
+        a, b = (task_worker.future(rid, broker=memory_url) for _ in range(2))
+        assert not a.done()
+        with ThreadWorker(memory_url, wt.noop):
+            assert [f.result(timeout=WAIT) for f in (fut, a, b)] == [3, 3, 3]
+    final = task_worker.future(rid, broker=memory_url)
+    assert final.done()  # read from the broker at once: no wait for a watcher
+    assert final.result(timeout=0) == 3
+
+
 # ---- the worker ----------------------------------------------------------------------------
 
 

@@ -40,9 +40,12 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .._broker import RunStatus
 from .._core import (
     NO_OPTIONS,
     Run,
+    State,
+    StateType,
     TaskFuture,
     check_count,
 )
@@ -185,7 +188,7 @@ class WorkerTaskRunner(TaskRunner):
         """A run final here: if no outcome came from the broker (it was cancelled or
         timed out here), cancel it there too, so no worker starts it."""
         run_id_ = self._ids.pop(run, None)
-        if run_id_ is not None and watcher(self.channel).unwatch(run_id_):
+        if run_id_ is not None and watcher(self.channel).unwatch(run_id_, run):
             self.channel.broker.cancel(run_id_)
 
     # ---- futures from run ids ------------------------------------------------------------
@@ -213,7 +216,7 @@ class _Rebuilt:
         pass
 
     def release_run(self, run: Run) -> None:
-        if watcher(self.channel).unwatch(self.run_id):
+        if watcher(self.channel).unwatch(self.run_id, run):
             self.channel.broker.cancel(self.run_id)
 
 
@@ -236,11 +239,18 @@ def future_of(run_id_: str, ch: Channel) -> TaskFuture[Any]:
     """A future for run `run_id_` in `ch`'s broker (see `WorkerTaskRunner.future`)."""
     if not isinstance(run_id_, str):
         raise TypeError(f"run_id must be a string, got {type(run_id_).__name__}: {run_id_!r}")
-    if ch.broker.status(run_id_) is None:
+    status = ch.broker.status(run_id_)
+    if status is None:
         raise ValueError(f"broker {ch.url} has no run {run_id_!r}")
     fut: TaskFuture[Any] = TaskFuture(f"run {run_id_}")
     run = Run(fut, _NoCall(), NO_OPTIONS, _Rebuilt(ch, run_id_), contextvars.copy_context())
     _run_ids[fut] = run_id_
+    if status.is_final:  # known now: a web app polling a run id sees it at once
+        (outcome,) = ch.broker.outcomes([run_id_])
+        watcher(ch).report(run, outcome)
+        return fut
+    if status is RunStatus.LEASED:
+        run.report_remote(State(StateType.RUNNING))
     watcher(ch).watch(run_id_, run)
     return fut
 

@@ -46,13 +46,13 @@ class Watcher:
     def __init__(self, ch: Channel) -> None:
         self.channel = ch
         self._lock = threading.Lock()
-        self._runs: dict[str, Run] = {}
+        self._runs: dict[str, list[Run]] = {}  # run id -> its runs here (rebuilt futures)
         self._queued: dict[str, None] = {}  # watched runs not seen taken, oldest first
         self._thread: threading.Thread | None = None
 
     def watch(self, run_id: str, run: Run) -> None:
         with self._lock:
-            self._runs[run_id] = run
+            self._runs.setdefault(run_id, []).append(run)
             self._queued[run_id] = None
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -60,11 +60,17 @@ class Watcher:
                 )
                 self._thread.start()
 
-    def unwatch(self, run_id: str) -> bool:
-        """Stop watching; True if it was still watched (no outcome reported)."""
+    def unwatch(self, run_id: str, run: Run) -> bool:
+        """Stop watching `run`; True if it was still watched (no outcome reported)."""
         with self._lock:
-            self._queued.pop(run_id, None)
-            return self._runs.pop(run_id, None) is not None
+            runs = self._runs.get(run_id, [])
+            if run not in runs:
+                return False
+            runs.remove(run)
+            if not runs:
+                del self._runs[run_id]
+                self._queued.pop(run_id, None)
+            return True
 
     def _serve(self) -> None:
         broker = self.channel.broker
@@ -87,9 +93,9 @@ class Watcher:
         for outcome in self.channel.broker.outcomes(ids):
             with self._lock:
                 self._queued.pop(outcome.run_id, None)
-                run = self._runs.pop(outcome.run_id, None)
-            if run is not None:
-                self._report(run, outcome)
+                runs = self._runs.pop(outcome.run_id, [])
+            for run in runs:
+                self.report(run, outcome)
         with self._lock:
             queued = list(itertools.islice(self._queued, STATUS_BATCH))
         for run_id in queued:
@@ -98,11 +104,13 @@ class Watcher:
                 continue
             with self._lock:
                 self._queued.pop(run_id, None)
-                run = self._runs.get(run_id)
-            if run is not None and status is RunStatus.LEASED:
-                run.report_remote(_RUNNING)
+                runs = list(self._runs.get(run_id, ()))
+            if status is RunStatus.LEASED:
+                for run in runs:
+                    run.report_remote(_RUNNING)
 
-    def _report(self, run: Run, outcome: Outcome) -> None:
+    def report(self, run: Run, outcome: Outcome) -> None:
+        """End `run` as the broker's `outcome` says (its result checked, then loaded)."""
         try:
             state, value, error = self._final_state(run, outcome)
         except BaseException as exc:  # a reducer may raise anything: the run still ends
