@@ -345,3 +345,47 @@ def _wait_until(condition: Any, timeout: float = WAIT) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.01)  # polling a file or a state, bounded by the deadline
+
+
+# ---- the example (docs/workers.md) ------------------------------------------------------
+
+
+def test_the_web_app_example_with_its_worker(tmp_path: Path) -> None:
+    import json
+    import socket
+    import urllib.request
+
+    example = TESTS.parent / "examples" / "workers"
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(TESTS.parent)}
+    command = [sys.executable, "-m", "asyncflow", "worker", "tasks", "--broker", url]
+    worker = subprocess.Popen(command, cwd=example, env=env)
+    app = subprocess.Popen(
+        [sys.executable, "webapp.py", "--broker", url, "--port", str(port)], cwd=example, env=env
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def call(method: str, path: str) -> dict[str, Any]:
+            request = urllib.request.Request(base + path, method=method)
+            with urllib.request.urlopen(request, timeout=WAIT) as response:
+                return json.loads(response.read())  # type: ignore[no-any-return]
+
+        def post() -> dict[str, Any] | None:
+            try:
+                return call("POST", "/reports/7")
+            except OSError:  # not listening yet
+                return None
+
+        _wait_until(lambda: post() is not None)  # (the first POST that answers starts a run)
+        rid = call("POST", "/reports/8")["run_id"]
+        _wait_until(lambda: call("GET", f"/runs/{rid}")["state"] == "Completed")
+        body = call("GET", f"/runs/{rid}")
+        assert body["result"]["user_id"] == 8
+    finally:
+        app.send_signal(signal.SIGINT)
+        assert stop_worker_process(worker) == 0
+        app.wait(WAIT)
