@@ -324,15 +324,39 @@ class Task(TaskSpec, Generic[P, R]):
         wait_for = kwargs.pop(_RESERVED, None)
         return current_runner().submit_checked(self, self._bind(args, kwargs), wait_for)
 
+    @overload
+    def delay(
+        self: Task[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> TaskFuture[T]: ...
+
+    @overload
+    def delay(self: Task[P, T], *args: P.args, **kwargs: P.kwargs) -> TaskFuture[T]: ...
+
     def delay(self, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
         """Send one run to task workers and return its future at once (docs/workers.md)."""
         return self.apply_async(args, kwargs)
 
+    @overload
+    def apply_async(
+        self: Task[P, Coroutine[Any, Any, T]],
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        wait_for: Iterable[Any] | TaskFuture[Any] | None = None,
+    ) -> TaskFuture[T]: ...
+
+    @overload
+    def apply_async(
+        self: Task[P, T],
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        wait_for: Iterable[Any] | TaskFuture[Any] | None = None,
+    ) -> TaskFuture[T]: ...
+
     def apply_async(
         self,
-        args: tuple[Any, ...] = (),
+        args: Iterable[Any] = (),
         kwargs: dict[str, Any] | None = None,
-        wait_for: Iterable[Any] | None = None,
+        wait_for: Iterable[Any] | TaskFuture[Any] | None = None,
     ) -> TaskFuture[Any]:
         """`delay(*args, **kwargs)`, with `wait_for=` futures to run after."""
         from ._taskworkers import apply_async  # loaded on first use: the broker's modules

@@ -277,7 +277,8 @@ def _runner_for_delay() -> WorkerTaskRunner:
 
 
 def apply_async(
-    task: Any, parameters: dict[str, Any], wait_for: Iterable[Any] | None = None
+    task: Any, parameters: dict[str, Any], wait_for: Iterable[Any] | TaskFuture[Any] | None = None
 ) -> TaskFuture[Any]:
     """`task.delay()` / `task.apply_async()`: one run sent to task workers."""
-    return _runner_for_delay().submit_checked(task, parameters, wait_for)
+    ordering = [wait_for] if isinstance(wait_for, TaskFuture) else wait_for
+    return _runner_for_delay().submit_checked(task, parameters, ordering)
