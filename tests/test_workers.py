@@ -218,6 +218,32 @@ def test_many_futures_of_one_run_and_a_final_run_rebuilt(memory_url: str) -> Non
     assert final.result(timeout=0) == 3
 
 
+@pytest.mark.asyncio
+async def test_aserve_on_the_callers_loop_stops_when_cancelled(memory_url: str) -> None:
+    serving = asyncio.ensure_future(asyncflow.aserve(wt.anoop, wt.noop, broker=memory_url))
+    async with WorkerTaskRunner(memory_url):
+        assert await wt.anoop.submit(4) == 4  # on the worker's loop: this one
+        assert await wt.noop.submit(5) == 5  # on one of its threads
+    serving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await serving
+
+
+def test_bad_settings_fail_early(memory_url: str) -> None:
+    with pytest.raises(ValueError, match="redis"), WorkerTaskRunner("redis://localhost"):
+        pass
+    with pytest.raises(TypeError, match="broker must be a URL"):
+        WorkerTaskRunner(broker=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_deliveries"):
+        WorkerTaskRunner(memory_url, max_deliveries=0)
+    with pytest.raises(ValueError, match="'nope' is not a task|module:qualname"):
+        TaskWorker(["nope"], memory_url)
+    with pytest.raises(ValueError, match="is not a task"):
+        TaskWorker(["workers_tasks:WAIT"], memory_url)
+    with pytest.raises(ModuleNotFoundError, match="no_such_module"):
+        TaskWorker(["no_such_module:f"], memory_url)
+
+
 # ---- the worker ----------------------------------------------------------------------------
 
 
