@@ -236,7 +236,7 @@ def test_bad_settings_fail_early(memory_url: str) -> None:
         WorkerTaskRunner(broker=3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_deliveries"):
         WorkerTaskRunner(memory_url, max_deliveries=0)
-    with pytest.raises(ValueError, match="'nope' is not a task|module:qualname"):
+    with pytest.raises(ValueError, match=r"module:qualname"):
         TaskWorker(["nope"], memory_url)
     with pytest.raises(ValueError, match="is not a task"):
         TaskWorker(["workers_tasks:WAIT"], memory_url)
