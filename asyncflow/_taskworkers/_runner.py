@@ -34,6 +34,7 @@ rebuilds its future in any process, watched like any other.
 from __future__ import annotations
 
 import contextvars
+import os
 import threading
 import uuid
 import weakref
@@ -274,6 +275,14 @@ def _runner_for_delay() -> WorkerTaskRunner:
             runner = _default_runners[None] = WorkerTaskRunner()
             runner.start_unscoped()
     return runner
+
+
+def _after_fork_in_child() -> None:
+    _default_runners.clear()  # its channel and watcher belong to the parent
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def apply_async(
