@@ -78,9 +78,8 @@ def future(run_id: str, broker: str | None = None) -> TaskFuture[Any]:
     or `.result()` it (it waits as long as the run is not final; no timeout unless you
     pass one)."""
     from ._taskworkers import future_of
-    from ._taskworkers._channel import channel
 
-    return future_of(run_id, channel(broker))
+    return future_of(run_id, broker)
 
 
 def run_id(fut: TaskFuture[Any]) -> str:

@@ -102,11 +102,11 @@ def idle_rss(directory: str) -> dict[str, float]:
 
 
 def broker_size(directory: str, n: int) -> dict[str, float]:
-    from asyncflow._taskworkers._channel import channel
+    from asyncflow._taskworkers._channel import acquire, release
     from asyncflow._taskworkers._wire import Call, encode_call
 
     url = fresh_url(directory)
-    ch = channel(url)
+    ch = acquire(url)
     data = encode_call(Call("benchmarks._tasks:noop", "noop", None, {"x": 0}))
     start = time.perf_counter()
     for _ in range(n):
@@ -115,6 +115,7 @@ def broker_size(directory: str, n: int) -> dict[str, float]:
             run_id, "benchmarks._tasks:noop", ch.seal(run_id, data, "noop", None), max_deliveries=3
         )
     elapsed = time.perf_counter() - start
+    release(ch)
     path = Path(url[len("sqlite:///") :])
     files = [path, path.with_name(path.name + "-wal")]
     size = sum(f.stat().st_size for f in files if f.exists())

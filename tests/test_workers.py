@@ -26,6 +26,7 @@ from workers_support import (
     TESTS,
     InProcessWorkers,
     SubprocessWorkers,
+    peek,
     start_worker_process,
     stop_worker_process,
     worker_env,
@@ -33,9 +34,8 @@ from workers_support import (
 
 import asyncflow
 from asyncflow import exceptions, task, task_worker
-from asyncflow._broker import RunStatus, sign
+from asyncflow._broker import RunStatus, broker_secret, open_broker, sign
 from asyncflow._taskworkers import TaskWorker, WorkerTaskRunner
-from asyncflow._taskworkers._channel import channel
 from asyncflow.task_runners import WorkerTaskRunner as PublicWorkerTaskRunner
 
 pytestmark = pytest.mark.timeout(30)
@@ -124,7 +124,7 @@ def test_a_message_for_a_task_no_worker_serves_waits_for_one_that_does(memory_ur
     with ThreadWorker(memory_url, wt.noop), WorkerTaskRunner(memory_url) as runner:
         fut = wt.unrelated.submit("mine")
         assert wt.noop.submit(1).result(timeout=WAIT) == 1  # the worker is up and claiming
-        broker = channel(memory_url).broker
+        broker = open_broker(memory_url)  # the process's one memory broker of that name
         assert broker.status(task_worker.run_id(fut)) is RunStatus.QUEUED
         with ThreadWorker(memory_url, wt.unrelated):
             assert fut.result(timeout=WAIT) == "mine"
@@ -153,10 +153,10 @@ def test_cancel_a_queued_run_cancels_it_in_the_broker(memory_url: str) -> None:
     with WorkerTaskRunner(memory_url):  # no worker: it stays queued
         fut = wt.noop.submit(1)
         rid = task_worker.run_id(fut)
-        assert channel(memory_url).broker.status(rid) is RunStatus.QUEUED
+        assert peek(memory_url, "status", rid) is RunStatus.QUEUED
         assert fut.cancel() is True
         assert fut.state.is_cancelled()
-        assert channel(memory_url).broker.status(rid) is RunStatus.CANCELLED
+        assert peek(memory_url, "status", rid) is RunStatus.CANCELLED
 
 
 def test_result_without_a_timeout_waits_as_long_as_the_run_takes(memory_url: str) -> None:
@@ -164,6 +164,21 @@ def test_result_without_a_timeout_waits_as_long_as_the_run_takes(memory_url: str
         fut = wt.sleep_then.submit(1.5, "slow")  # longer than a lease and many polls
         assert fut.result() == "slow"
         assert runner.started
+
+
+def test_a_process_keeps_no_broker_file_open_once_done(tmp_path: Path) -> None:
+    def open_files() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_files()
+    for i in range(5):
+        url = f"sqlite:///{tmp_path}/broker-{i}.db"
+        with WorkerTaskRunner(url):
+            fut = wt.noop.submit(i)  # no worker: it is cancelled at once, still queued
+            assert fut.cancel()
+        rebuilt = task_worker.future(task_worker.run_id(fut), broker=url)
+        assert rebuilt.state.is_cancelled()
+    _wait_until(lambda: open_files() <= before)  # the watcher thread ends, then closes
 
 
 # ---- futures from run ids --------------------------------------------------------------
@@ -272,10 +287,10 @@ def test_sigterm_finishes_or_hands_back_then_exits_zero(tmp_path: Path, grace: f
                 release.open()
                 assert worker.wait(WAIT) == 0
                 assert fut.result(timeout=WAIT) == first
-                assert channel(url).broker.status(task_worker.run_id(queued)) is RunStatus.QUEUED
+                assert peek(url, "status", task_worker.run_id(queued)) is RunStatus.QUEUED
             else:  # handed back, its delivery not counted: the next worker takes it
                 assert worker.wait(WAIT) == 0
-                assert channel(url).broker.status(rid) is RunStatus.QUEUED
+                assert peek(url, "status", rid) is RunStatus.QUEUED
                 release.open()
             worker = start_worker_process(url, 1, "workers_tasks")
             assert queued.result(timeout=WAIT) == 2
@@ -294,7 +309,7 @@ def test_cancelling_a_running_async_run_stops_it_on_the_worker(tmp_path: Path) -
         fut.wait(WAIT)
         assert fut.state.is_cancelled()
         rid = task_worker.run_id(fut)
-        outcome = channel(runner.broker_url).broker.outcomes([rid])
+        outcome = peek(runner.broker_url, "outcomes", [rid])
         assert [o.status for o in outcome] == [RunStatus.DONE]  # the worker's Cancelled
         assert wt.noop.submit(1).result(timeout=WAIT) == 1
 
@@ -317,10 +332,10 @@ def test_a_tampered_message_is_dead_lettered_and_never_unpickled(
 ) -> None:
     proof = tmp_path / "unpickled"
     data = pickle.dumps(_CreatesAFile(proof))
-    broker = channel(memory_url).broker
+    broker = open_broker(memory_url)  # the process's one memory broker of that name
     forged = sign(b"not the secret", data, context=b"forged")
     broker.enqueue("forged", "workers_tasks:noop", forged, max_deliveries=3)
-    good = channel(memory_url).seal("altered", data, "test", None)
+    good = sign(broker_secret(broker), data, context=b"altered")
     altered = good[:-1] + bytes([good[-1] ^ 1])
     broker.enqueue("altered", "workers_tasks:noop", altered, max_deliveries=3)
     with ThreadWorker(memory_url, wt.noop):
@@ -338,7 +353,7 @@ def test_a_tampered_result_is_never_unpickled(memory_url: str, tmp_path: Path) -
     proof = tmp_path / "unpickled"
     with WorkerTaskRunner(memory_url):
         fut = wt.noop.submit(1)
-        broker = channel(memory_url).broker
+        broker = open_broker(memory_url)  # the process's one memory broker of that name
         (delivery,) = broker.claim("forger", ["workers_tasks:noop"], lease_seconds=5, limit=1)
         assert broker.ack(delivery, sign(b"wrong", pickle.dumps(_CreatesAFile(proof))))
         with pytest.raises(exceptions.TaskCrashed, match="signature check"):

@@ -18,11 +18,10 @@ from typing import Any
 import pytest
 import workers_tasks as wt
 from helpers import WAIT, FileGate, Tally
-from workers_support import SubprocessWorkers
+from workers_support import SubprocessWorkers, peek
 
 from asyncflow import exceptions, task_worker
 from asyncflow._broker import RunStatus
-from asyncflow._taskworkers._channel import channel
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -46,7 +45,7 @@ def test_sigkill_mid_task_redelivers_to_another_worker(tmp_path: Path) -> None:
         assert second != first
         release.open()
         assert fut.result(timeout=WAIT) == second
-        (outcome,) = channel(runner.broker_url).broker.outcomes([task_worker.run_id(fut)])
+        (outcome,) = peek(runner.broker_url, "outcomes", [task_worker.run_id(fut)])
         assert (outcome.status, outcome.deliveries) == (RunStatus.DONE, 2)
 
 
@@ -114,7 +113,7 @@ def test_a_thousand_runs_while_workers_are_killed_every_200_ms(tmp_path: Path) -
             thread.join()
         assert results == list(range(1000))  # 0 lost
         ids = [task_worker.run_id(f) for f in futures]
-        outcomes = channel(runner.broker_url).broker.outcomes(ids)
+        outcomes = peek(runner.broker_url, "outcomes", ids)
         assert len(outcomes) == 1000
         assert {o.status for o in outcomes} == {RunStatus.DONE}
         # The one visible result of each run is the one every process reads.

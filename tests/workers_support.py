@@ -78,6 +78,17 @@ class InProcessWorkers(WorkerTaskRunner):
                 assert not self._thread.is_alive(), "the in-process task worker did not stop"
 
 
+def peek(url: str, method: str, *args: Any) -> Any:
+    """`broker.method(*args)` on a broker opened for this one call (then closed)."""
+    from asyncflow._taskworkers._channel import acquire, release
+
+    ch = acquire(url)
+    try:
+        return getattr(ch.broker, method)(*args)
+    finally:
+        release(ch)
+
+
 def worker_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])}
 

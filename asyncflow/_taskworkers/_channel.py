@@ -1,7 +1,9 @@
 """A broker with its secret: the one object submitters, watchers and workers use.
 
-`channel(url)` opens the broker once per URL per process (a SQLite connection, the
-in-process `memory://` instance) and resolves its secret (`_broker.broker_secret`).
+`acquire(url)` opens the broker once per URL per process (SQLite connections, the
+in-process `memory://` instance) and resolves its secret (`_broker.broker_secret`);
+every user (a started runner, a watcher thread, a worker) holds it until `release`,
+and the last one closes it, so a process that used many brokers keeps no file open.
 `seal` / `unseal` sign and check every message and result, bound to its run id, so
 an envelope copied onto another run fails its check too.
 """
@@ -21,18 +23,20 @@ from .._broker import (
     verify,
 )
 
-__all__ = ("Channel", "channel")
+__all__ = ("Channel", "acquire", "release", "retain")
 
 
 class Channel:
     """`broker` and the secret its envelopes are sealed with."""
 
-    __slots__ = ("broker", "secret", "url")
+    __slots__ = ("broker", "keys", "secret", "url", "users")
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.url = broker.url
         self.secret = broker_secret(broker)
+        self.users = 0
+        self.keys: set[str | None] = set()
 
     def seal(self, run_id: str, data: bytes, what: str, limit: int | None) -> bytes:
         """The envelope of `data` for run `run_id`; `PayloadTooLarge` (naming `what`)
@@ -49,17 +53,39 @@ _channels: dict[str | None, Channel] = {}
 _lock = threading.Lock()
 
 
-def channel(url: str | None) -> Channel:
+def acquire(url: str | None) -> Channel:
     """The process's channel to the broker at `url` (None: `ASYNCFLOW_BROKER_URL`,
-    read now, else the default file)."""
+    read now, else the default file), held until `release`."""
     if url is None:
         url = os.environ.get(BROKER_URL_ENV) or None
     with _lock:
         found = _channels.get(url)
         if found is None:
-            found = _channels[url] = Channel(open_broker(url))
-            _channels.setdefault(found.url, found)
+            found = Channel(open_broker(url))
+            found = _channels.setdefault(found.url, found)  # the same broker, named anew
+            _channels[url] = found
+            found.keys.update((url, found.url))
+        found.users += 1
         return found
+
+
+def retain(ch: Channel) -> None:
+    """One more user of a channel that is held already."""
+    with _lock:
+        assert ch.users > 0, "retain() of a released channel"
+        ch.users += 1
+
+
+def release(ch: Channel) -> None:
+    """A user is done with `ch`; the last one closes its broker."""
+    with _lock:
+        ch.users -= 1
+        if ch.users:
+            return
+        for key in ch.keys:
+            if _channels.get(key) is ch:
+                del _channels[key]
+    ch.broker.close()
 
 
 def _after_fork_in_child() -> None:

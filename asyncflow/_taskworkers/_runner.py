@@ -52,7 +52,7 @@ from .._core import (
 )
 from .._runners._base import TaskRunner
 from .._runners._current import current_runner
-from ._channel import Channel, channel
+from ._channel import Channel, acquire, release
 from ._watch import watcher
 from ._wire import Call, encode_call, failed_state, find_task, shipped_options, task_key
 
@@ -116,15 +116,19 @@ class WorkerTaskRunner(TaskRunner):
 
     @property
     def channel(self) -> Channel:
+        """The broker (and its secret) while the runner is started."""
         if self._channel is None:
-            self._channel = channel(self.broker_url)
+            raise RuntimeError(f"{self!r} is not started: use `with runner:` first")
         return self._channel
 
     def _start_resources(self) -> None:
-        self.channel  # noqa: B018  (open the broker now: a bad URL fails at `with`)
+        self._channel = acquire(self.broker_url)  # a bad URL fails here, at `with`
 
     def _stop_resources(self) -> None:
-        self._ids.clear()  # every run is final; the shared watcher ends when idle
+        self._ids.clear()  # every run is final; the watcher ends when it has none left
+        ch, self._channel = self._channel, None
+        if ch is not None:
+            release(ch)
 
     # ---- submitting --------------------------------------------------------------------
     def _key(self, task: Any) -> tuple[str, Any]:
@@ -196,7 +200,7 @@ class WorkerTaskRunner(TaskRunner):
     def future(self, run_id: str) -> TaskFuture[Any]:
         """The future of run `run_id` in this runner's broker, in any process (the
         runner need not be started): awaitable, `.result()`-able, cancellable."""
-        return future_of(run_id, self.channel)
+        return future_of(run_id, self.broker_url)
 
 
 class _Rebuilt:
@@ -236,10 +240,18 @@ class _NoCall:
         raise AssertionError("a rebuilt run is not called")
 
 
-def future_of(run_id_: str, ch: Channel) -> TaskFuture[Any]:
-    """A future for run `run_id_` in `ch`'s broker (see `WorkerTaskRunner.future`)."""
+def future_of(run_id_: str, url: str | None) -> TaskFuture[Any]:
+    """A future for run `run_id_` in the broker at `url` (see `WorkerTaskRunner.future`)."""
     if not isinstance(run_id_, str):
         raise TypeError(f"run_id must be a string, got {type(run_id_).__name__}: {run_id_!r}")
+    ch = acquire(url)
+    try:
+        return _rebuild(run_id_, ch)
+    finally:
+        release(ch)  # the watcher holds it while it watches the run
+
+
+def _rebuild(run_id_: str, ch: Channel) -> TaskFuture[Any]:
     status = ch.broker.status(run_id_)
     if status is None:
         raise ValueError(f"broker {ch.url} has no run {run_id_!r}")

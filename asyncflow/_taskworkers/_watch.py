@@ -28,7 +28,7 @@ from typing import Any
 
 from .._broker import BadSignature, Outcome, RunStatus
 from .._core import Run, SerializationError, State, StateType, TaskCancelled, TaskCrashed
-from ._channel import Channel
+from ._channel import Channel, release, retain
 from ._wire import decode_outcome
 
 __all__ = ("Watcher", "watcher")
@@ -55,6 +55,7 @@ class Watcher:
             self._runs.setdefault(run_id, []).append(run)
             self._queued[run_id] = None
             if self._thread is None:
+                retain(self.channel)  # held while the thread runs (released at its end)
                 self._thread = threading.Thread(
                     target=self._serve, name="asyncflow-broker-watch", daemon=True
                 )
@@ -79,7 +80,7 @@ class Watcher:
                 ids = list(self._runs)
                 if not ids:  # nothing left to watch: the next `watch` starts a thread
                     self._thread = None
-                    return
+                    break
             try:
                 self._look(ids)
             except Exception:  # the broker failed (a locked file?): try again soon
@@ -88,6 +89,7 @@ class Watcher:
                 if not self._runs:
                     continue
             broker.wait(WAIT_SECONDS)
+        release(self.channel)
 
     def _look(self, ids: list[str]) -> None:
         for outcome in self.channel.broker.outcomes(ids):
@@ -161,10 +163,10 @@ _watchers_lock = threading.Lock()
 
 
 def watcher(ch: Channel) -> Watcher:
-    """The process's watcher of `ch`."""
+    """The process's watcher of `ch` (the caller holds `ch`)."""
     with _watchers_lock:
         found = _watchers.get(ch.url)
-        if found is None:
+        if found is None or found.channel is not ch:  # first, or `ch` was reopened
             found = _watchers[ch.url] = Watcher(ch)
         return found
 

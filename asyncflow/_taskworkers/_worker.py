@@ -44,7 +44,7 @@ from typing import Any, TypeVar
 from .._broker import BadSignature, Delivery, Lease, PayloadTooLarge
 from .._core import SerializationError, TaskFuture, check_count
 from .._runners._thread import ThreadPoolTaskRunner
-from ._channel import Channel, channel
+from ._channel import Channel, acquire, release
 from ._wire import (
     Call,
     decode_call,
@@ -140,7 +140,7 @@ class TaskWorker:
         """Serve until `stop()` (or SIGTERM/SIGINT if `handle_signals`)."""
         loop = self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        ch = channel(self.url)
+        ch = acquire(self.url)
         signals = _install_signal_handlers(loop, self.stop) if handle_signals else []
         io = concurrent.futures.ThreadPoolExecutor(1, "asyncflow-task-worker-io")
         waiter = concurrent.futures.ThreadPoolExecutor(1, "asyncflow-task-worker-wait")
@@ -156,6 +156,7 @@ class TaskWorker:
             waiter.shutdown(wait=True)
             for sig in signals:
                 loop.remove_signal_handler(sig)
+            release(ch)
             self._loop = self._wake = None
             logger.info("task worker %s stopped", self.name)
 
