@@ -119,17 +119,17 @@ class TaskWorker:
         self.grace_seconds = float(grace_seconds)
         self.url = url
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._held: dict[str, _Held] = {}
-        self._stopping = threading.Event()
+        self.held: dict[str, _Held] = {}  # run id -> a run this worker holds
+        self.stopping = threading.Event()  # set by stop()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
+        self.wake: asyncio.Event | None = None  # the claim loop's: work may be due
         self._copies: dict[str, Any] = {}  # task key -> the task as executed here
 
     # ---- control -------------------------------------------------------------------------
     def stop(self) -> None:
         """Stop taking work and shut down (thread-safe; `serve` returns soon after)."""
-        self._stopping.set()
-        loop, wake = self._loop, self._wake
+        self.stopping.set()
+        loop, wake = self._loop, self.wake
         if loop is not None and wake is not None:
             try:
                 loop.call_soon_threadsafe(wake.set)
@@ -139,7 +139,7 @@ class TaskWorker:
     async def serve(self, *, handle_signals: bool = False) -> None:
         """Serve until `stop()` (or SIGTERM/SIGINT if `handle_signals`)."""
         loop = self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
+        self.wake = asyncio.Event()
         ch = acquire(self.url)
         signals = _install_signal_handlers(loop, self.stop) if handle_signals else []
         io = concurrent.futures.ThreadPoolExecutor(1, "asyncflow-task-worker-io")
@@ -157,7 +157,7 @@ class TaskWorker:
             for sig in signals:
                 loop.remove_signal_handler(sig)
             release(ch)
-            self._loop = self._wake = None
+            self._loop = self.wake = None
             logger.info("task worker %s stopped", self.name)
 
     def task_for(self, call: Call) -> Any:
@@ -190,7 +190,7 @@ class _Session:
         self.local = local
         self.io = io
         self.waiter = waiter
-        self.held = worker._held  # noqa: SLF001  (the worker's own state, shared)
+        self.held = worker.held
         self.handlers: set[asyncio.Task[None]] = set()
         self.waiting: asyncio.Future[None] | None = None
         self.keys = list(worker.tasks)
@@ -200,7 +200,7 @@ class _Session:
         return await loop.run_in_executor(self.io, lambda: fn(*args, **kwargs))
 
     def wake(self) -> None:
-        wake = self.worker._wake  # noqa: SLF001  (the worker's own state, shared)
+        wake = self.worker.wake
         if wake is not None:
             wake.set()
 
@@ -219,9 +219,9 @@ class _Session:
 
     # ---- claiming ------------------------------------------------------------------------
     async def claim_until_stopped(self) -> None:
-        worker, wake = self.worker, self.worker._wake  # noqa: SLF001  (its own state)
+        worker, wake = self.worker, self.worker.wake
         assert wake is not None
-        stopping = worker._stopping  # noqa: SLF001  (its own state)
+        stopping = worker.stopping
         while not stopping.is_set():
             free = worker.limit - len(self.held)
             if free > 0:
