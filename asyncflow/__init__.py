@@ -25,6 +25,7 @@ from ._flows import Flow, flow
 from ._public import publish
 from ._tags import tags
 from ._tasks import Task, task
+from .task_worker import aserve, serve
 
 __version__ = "0.1.0"
 
@@ -36,9 +37,11 @@ __all__ = (
     "TaskFuture",
     "__version__",
     "allow_failure",
+    "aserve",
     "check_cancelled",
     "flow",
     "quote",
+    "serve",
     "tags",
     "task",
     "unmapped",

@@ -39,6 +39,8 @@ def publish(module: str, names: Iterable[str], namespace: Mapping[str, Any]) -> 
     """Make each class and function named in `names` report `module` as its home,
     unless it already reports a public one (the first public claimant keeps it)."""
     for name in names:
+        if name not in namespace:  # loaded on first access: its `__getattr__` publishes it
+            continue
         obj = namespace[name]
         if isinstance(obj, (type, types.FunctionType)) and is_private_path(obj.__module__):
             obj.__module__ = module

@@ -339,6 +339,45 @@ class Task(TaskSpec, Generic[P, R]):
         return current_runner().submit_checked(self, self._bind(args, kwargs), wait_for)
 
     @overload
+    def delay(
+        self: Task[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> TaskFuture[T]: ...
+
+    @overload
+    def delay(self: Task[P, T], *args: P.args, **kwargs: P.kwargs) -> TaskFuture[T]: ...
+
+    def delay(self, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
+        """Send one run to task workers and return its future at once (docs/workers.md)."""
+        return self.apply_async(args, kwargs)
+
+    @overload
+    def apply_async(
+        self: Task[P, Coroutine[Any, Any, T]],
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        wait_for: Iterable[Any] | TaskFuture[Any] | None = None,
+    ) -> TaskFuture[T]: ...
+
+    @overload
+    def apply_async(
+        self: Task[P, T],
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        wait_for: Iterable[Any] | TaskFuture[Any] | None = None,
+    ) -> TaskFuture[T]: ...
+
+    def apply_async(
+        self,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        wait_for: Iterable[Any] | TaskFuture[Any] | None = None,
+    ) -> TaskFuture[Any]:
+        """`delay(*args, **kwargs)`, with `wait_for=` futures to run after."""
+        from ._taskworkers import apply_async  # loaded on first use: the broker's modules
+
+        return apply_async(self, self._bind(tuple(args), dict(kwargs or {})), wait_for)
+
+    @overload
     def map(self: Task[P, Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> FutureList[T]: ...
 
     @overload

@@ -242,6 +242,20 @@ def check_concurrency_limits() -> None:
     assert ident.map([1, 2, 3], max_concurrency=2).result(timeout=WAIT) == [1, 2, 3]
 
 
+def check_task_workers() -> None:
+    from workers_support import InProcessWorkers  # a memory:// broker and a worker thread
+
+    with InProcessWorkers(slots=1):
+        assert ident.delay(3).result(timeout=WAIT) == 3
+        assert ident.apply_async((4,)).result(timeout=WAIT) == 4
+
+    @flow(task_runner=InProcessWorkers(slots=1))
+    def sends() -> list[int]:
+        return ident.map([1, 2]).result()
+
+    assert sends() == [1, 2]
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     "`@flow(task_runner=...)`": check_flow_task_runner,
     "`ThreadPoolTaskRunner(max_workers=...)`": check_thread_pool,
@@ -271,6 +285,7 @@ CHECKS: dict[str, Callable[[], None]] = {
     "`on_completion`, `on_failure` state hooks": check_hooks,
     "submitting with no flow": check_submit_without_flow,
     "tag-based task concurrency limits": check_concurrency_limits,
+    "`PrefectTaskRunner`, task workers, `task.delay()`": check_task_workers,
 }
 
 # "not supported" rows that name `@task` options: refused today.
@@ -284,7 +299,7 @@ REFUSED_OPTIONS = {
 
 def test_the_table_is_read() -> None:
     assert len(TABLE) >= 25
-    assert set(TABLE.values()) == STATUSES
+    assert set(TABLE.values()) <= STATUSES
 
 
 def test_every_claimed_row_has_a_check_and_every_check_a_row() -> None:
@@ -308,5 +323,10 @@ def test_unsupported_options_are_refused(row: str) -> None:
 
 def test_planned_rows_are_not_there_yet() -> None:
     planned = [name for name, status in TABLE.items() if status == "planned"]
-    assert planned == ["`PrefectTaskRunner`, task workers, `task.delay()`"]
-    assert not hasattr(ident, "delay")  # when `.delay()` lands, update the table
+    assert planned == list(PLANNED)
+    landed = [name for name, is_there in PLANNED.items() if is_there()]
+    assert not landed, f"{landed} landed: mark the rows supported and give them checks"
+
+
+# "planned" rows, each with a probe that says whether the feature is there yet.
+PLANNED: dict[str, Callable[[], bool]] = {}

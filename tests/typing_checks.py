@@ -90,6 +90,13 @@ def run_all() -> tuple[list[int], bytes]:
     return ints, asyncio.run(coro)
 
 
+def task_worker_calls(key: str, fut: TaskFuture[int]) -> None:  # never called: no broker
+    assert_type(add.delay(1, y=2), TaskFuture[int])
+    assert_type(fetch.delay(key), TaskFuture[bytes])
+    assert_type(fetch.apply_async((key,), wait_for=[fut]), TaskFuture[bytes])
+    assert_type(add.apply_async((1,), {"y": 2}, wait_for=fut), TaskFuture[int])
+
+
 def wrong_calls_are_errors() -> None:  # never called: mypy checks the ignores are needed
     double.submit("x")  # type: ignore[call-overload]
     double("x")  # type: ignore[arg-type]

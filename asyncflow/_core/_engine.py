@@ -57,6 +57,7 @@ __all__ = (
     "expire",
     "report_crash",
     "report_error",
+    "report_remote",
     "report_value",
     "retry_later",
     "start",
@@ -192,6 +193,17 @@ class Run(Attempts):
         """Call `again(run)` after `delay` seconds (on the engine loop's timer), unless
         the run is stopped meanwhile; `again` calls `begin_attempt` first."""
         retry_later(self, delay, again)
+
+    def report_remote(
+        self, state: State, value: Any = None, error: BaseException | None = None
+    ) -> bool:
+        """For a runner whose runs live their whole life elsewhere, attempts, retries
+        and deadline included (a task worker): the run is in `state` there. A state
+        that is not final (Running) marks the run as executing, with no attempt
+        counted and no deadline armed here; a final one ends it with `value` or
+        `error`, as a stop requested meanwhile says if there was one. False if the
+        run is final already (the report is dropped)."""
+        return report_remote(self, state, value, error)
 
     def __repr__(self) -> str:
         return f"<Run {self.future.name!r} {self.future._state.name}>"
@@ -442,6 +454,31 @@ def report_error(run: Run, exc: BaseException) -> float | None:
 def report_crash(run: Run, error: TaskCrashed) -> float | None:
     """The attempt ended outside the task's code (its worker died); as `report_error`."""
     return _report_failure(run, error, True)
+
+
+def report_remote(run: Run, state: State, value: Any, error: BaseException | None) -> bool:
+    """See `Run.report_remote`: the state of a run that executes entirely elsewhere."""
+    cbs = instructions = None
+    with LOCK:
+        if run.phase is _FINAL:
+            return False
+        if not state._final:
+            if run.cancel_reason is not None:
+                return False
+            run.phase = _RUNNING
+            _set_state_locked(run, state)
+        else:
+            if run.cancel_reason is not None:  # ends as the stop says (the machine's rule)
+                stopped = run.returned(None)
+                assert stopped is not None
+                state, value, error = stopped.state, None, stopped.error
+            cbs, instructions = _finalize_locked(run, state, value, error)
+    if not state._final:
+        if _events.listeners:
+            _events.emit(run.future, state)
+        return True
+    _after_final(run, cbs, instructions)
+    return True
 
 
 def retry_later(run: Run, delay: float, again: Callable[[Run], object]) -> None:

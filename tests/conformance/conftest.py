@@ -11,7 +11,7 @@ import pytest
 
 from asyncflow.task_runners import TaskRunner
 
-from .registry import IN_PROCESS_CLUSTER, RUNNERS, Capabilities, RunnerKind
+from .registry import IN_PROCESS_CLUSTER, RUNNERS, SLOTS, Capabilities, RunnerKind
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -40,6 +40,18 @@ def dask_cluster() -> Iterator[Any]:
 
     with distributed.LocalCluster(**IN_PROCESS_CLUSTER) as cluster:
         yield cluster
+
+
+@pytest.fixture
+def task_worker_processes() -> Iterator[Any]:
+    """Task worker processes on a fresh SQLite broker, for one test (workers-sqlite)."""
+    from workers_support import WorkerProcesses, sqlite_url
+
+    processes = WorkerProcesses(sqlite_url(), SLOTS).start(ready=True)
+    try:
+        yield processes
+    finally:
+        processes.stop()
 
 
 @pytest.fixture(params=list(RUNNERS))

@@ -61,6 +61,17 @@ class Capabilities:
     queue_is_ours: bool = True
     # Tasks blocked on their children may fill every slot without a deadlock.
     nests_past_its_slots: bool = True
+    # Tasks defined in a test function (closures, lambdas) can be submitted; where
+    # tasks travel by name (task workers import them) they fail at `.submit()`.
+    ships_local_tasks: bool = True
+    # Retries, their delays, retry conditions and timeouts are applied in the caller's
+    # process (closures over the test's objects see every call); False: where the task
+    # executes (a task worker), on pickled copies, and the caller sees only Running
+    # and the final state.
+    policies_in_caller: bool = True
+    # A run whose process dies is handed to another worker (at-least-once delivery)
+    # instead of ending CRASHED (which happens only after its last delivery).
+    redelivers_crashes: bool = False
     # Known defects: topic -> reason (see `expect_defect`).
     defects: Mapping[str, str] = field(default_factory=dict)
 
@@ -167,6 +178,57 @@ RUNNERS: dict[str, RunnerKind] = {
         session_fixtures=("dask_cluster",),
     ),
 }
+
+
+def _workers_in_process(shared: Callable[[str], Any]) -> TaskRunner:
+    from workers_support import InProcessWorkers
+
+    return InProcessWorkers(SLOTS)
+
+
+def _workers_subprocess(shared: Callable[[str], Any]) -> TaskRunner:
+    from workers_support import SubprocessWorkers
+
+    from asyncflow.task_runners import WorkerTaskRunner
+
+    processes = shared("task_worker_processes")
+    if processes is None:  # a probe: workers of its own
+        return SubprocessWorkers(SLOTS)
+    # Workers started before the test (as in production: long-lived, started apart), so
+    # a flow's runner (a duplicate: same broker) does not wait for a worker to start.
+    return WorkerTaskRunner(processes.url)
+
+
+_TASK_WORKERS = {
+    "pickles": True,
+    "pickles_results": True,
+    "kills_on_timeout": False,
+    "cancel_running_sync": "refused",
+    "ships_local_tasks": False,
+    "policies_in_caller": False,
+    "redelivers_crashes": True,
+}
+RUNNERS["workers-memory"] = RunnerKind(
+    "workers-memory",
+    _workers_in_process,
+    Capabilities(in_process=True, **_TASK_WORKERS),  # type: ignore[arg-type]  # a literal dict of the fields above
+    allow_threads=(),
+)
+RUNNERS["workers-sqlite"] = RunnerKind(
+    "workers-sqlite",
+    _workers_subprocess,
+    Capabilities(
+        in_process=False,
+        defects={
+            "failing_flow_body": "a queued run that a worker takes between the body "
+            "opening the gate and the flow cancelling its runs completes (its worker "
+            "holds it, and a sync run is not interrupted)"
+        },
+        **_TASK_WORKERS,  # type: ignore[arg-type]  # a literal dict of the fields above
+    ),
+    allow_threads=("tests-supervisor",),
+    session_fixtures=("task_worker_processes",),
+)
 
 
 def expect_defect(request: pytest.FixtureRequest, caps: Capabilities, topic: str) -> None:

@@ -69,6 +69,11 @@ def test_a_run_that_kills_its_process(
         assert done.stdout == ""
         return
     result = reported(done)
+    if caps.redelivers_crashes:  # at-least-once: another worker took the run over
+        assert (result["type"], result["value"]) == ("COMPLETED", 2)
+        assert result["after"] == "after"
+        assert result["runner_exited"]
+        return
     assert result["type"] == "CRASHED"
     assert result["error_type"] == "TaskCrashed"
     assert "'crash_until'" in result["error"]
@@ -85,7 +90,9 @@ def test_a_crashed_run_is_retried(
         return
     expect_defect(request, caps, "crash_retry")
     result = reported(done)
-    assert (result["type"], result["value"], result["attempts"]) == ("COMPLETED", 2, 2)
+    # Redelivered: the second delivery's first attempt succeeds; else a retry did.
+    attempts = 1 if caps.redelivers_crashes else 2
+    assert (result["type"], result["value"], result["attempts"]) == ("COMPLETED", 2, attempts)
 
 
 def test_a_failing_flow_body_stops_its_runs_and_propagates(
