@@ -27,6 +27,7 @@ from ._core import (
 )
 
 __all__ = (
+    "Upstreams",
     "allow_failure",
     "expand_map",
     "find_upstreams",
@@ -178,12 +179,13 @@ def upstream_value(fut: TaskFuture[Any], allow: bool) -> Any:
     raise upstream_failed(fut)
 
 
-def raise_if_upstream_failed(upstreams: Upstreams, name: str) -> None:
-    """For direct calls: raise `UpstreamFailed` for the first failed, not allowed upstream."""
+def raise_if_upstream_failed(upstreams: Upstreams, name: str, kind: str = "task") -> None:
+    """For direct calls (of a task or a flow, `kind`): raise `UpstreamFailed` for the
+    first failed, not allowed upstream."""
     for fut, allow in upstreams:
         if error_of(fut) is not None and not allow:
             outcome(fut, raise_on_failure=False)  # marks it observed: its error is reported here
-            raise upstream_failed(fut, f"task {name!r} did not run: its ")
+            raise upstream_failed(fut, f"{kind} {name!r} did not run: its ")
 
 
 def resolve(value: Any, allow: bool = False) -> Any:

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
-from ._arguments import find_upstreams, resolve
+from ._arguments import Upstreams, find_upstreams, raise_if_upstream_failed, resolve
 from ._core import (
     State,
     StateType,
@@ -140,13 +140,20 @@ class Flow(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            self._signature.bind(*args, **kwargs)
+            bound = self._signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"flow {self.name!r}: {exc}") from None
+        upstreams, rebuild = find_upstreams(bound.arguments)
         if self.is_async:
-            return cast("R", self._call_async(args, kwargs))
+            return cast("R", self._call_async(args, kwargs, bound if rebuild else None))
+        call_args: tuple[Any, ...] = args
+        call_kwargs: dict[str, Any] = kwargs
+        if rebuild:  # futures among the arguments: the flow gets their values (as Prefect)
+            for fut, _ in upstreams:
+                block_until_final(fut)
+            call_args, call_kwargs = _resolved_arguments(bound, upstreams, str(self.name))
         try:
-            value = self._call_sync(args, kwargs)
+            value = self._call_sync(call_args, call_kwargs)
         except BaseException as exc:
             self._finish(exc)
             raise
@@ -182,7 +189,18 @@ class Flow(Generic[P, R]):
             raise self._timeout_error()
         return result
 
-    async def _call_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _call_async(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        bound: inspect.BoundArguments | None,
+    ) -> Any:
+        if bound is not None:  # futures among the arguments: awaited, their values passed
+            upstreams, _ = find_upstreams(bound.arguments)
+            for fut, _allow in upstreams:
+                check_not_self(fut)
+                await Suspend(fut)
+            args, kwargs = _resolved_arguments(bound, upstreams, str(self.name))
         try:
             if self.timeout_seconds is None:
                 value = await self._run_async(args, kwargs)
@@ -207,6 +225,17 @@ class Flow(Generic[P, R]):
                 check_not_self(fut)
                 await Suspend(fut)
             return _resolve_return(value, futures)
+
+
+def _resolved_arguments(
+    bound: inspect.BoundArguments, upstreams: Upstreams, name: str
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The call's arguments with every (final) future replaced by its value; a failed
+    one, unless in `allow_failure`, raises `UpstreamFailed` before the flow starts."""
+    raise_if_upstream_failed(upstreams, name, "flow")
+    for key, value in bound.arguments.items():
+        bound.arguments[key] = resolve(value)
+    return bound.args, bound.kwargs
 
 
 def _expire_flow(runner: TaskRunner, flag: threading.Event, seconds: float) -> None:

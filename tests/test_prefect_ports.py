@@ -118,3 +118,65 @@ def test_wait_for_a_failed_map_without_allow_failure_does_not_run() -> None:
             blocked.result(timeout=WAIT)
         mapped.wait()
         assert mapped[1].exception() is not None
+
+
+# ---- 3. a nested flow called with a future gets the future's value ----------------------
+
+
+@task
+def one() -> int:
+    return 1
+
+
+@task
+async def aone() -> int:
+    return 1
+
+
+@flow
+def takes_values(x: int, rest: list[int]) -> str:
+    return f"{type(x).__name__} {x} {rest}"
+
+
+@flow
+async def atakes_values(x: int, rest: list[int]) -> str:
+    return f"{type(x).__name__} {x} {rest}"
+
+
+def test_a_nested_flow_gets_the_values_of_futures() -> None:
+    @flow
+    def parent() -> str:
+        return takes_values(one.submit(), rest=[one.submit(), 2])
+
+    assert parent() == "int 1 [1, 2]"
+
+
+@pytest.mark.asyncio
+async def test_a_nested_async_flow_gets_the_values_of_futures() -> None:
+    @flow
+    async def parent() -> str:
+        return await atakes_values(aone.submit(), rest=[aone.submit(), 2])
+
+    assert await parent() == "int 1 [1, 2]"
+
+
+def test_a_nested_flow_with_a_failed_future_does_not_run() -> None:
+    from asyncflow import exceptions
+
+    ran = []
+
+    @flow
+    def child(x: object) -> None:
+        ran.append(x)
+
+    @flow
+    def parent() -> object:
+        failed = fails.submit()
+        with pytest.raises(exceptions.UpstreamFailed, match="flow 'child' did not run") as info:
+            child(failed)
+        assert isinstance(info.value.__cause__, ValueError)
+        child(allow_failure(failed))  # runs, and gets the exception object
+        return ran[0]
+
+    assert isinstance(parent(), ValueError)
+    assert len(ran) == 1
