@@ -211,6 +211,9 @@ class Task(TaskSpec, Generic[P, R]):
             p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params.values()
         )
         self._names = tuple(params)
+        self.variadic_keywords = next(
+            (n for n, p in params.items() if p.kind is inspect.Parameter.VAR_KEYWORD), None
+        )
         functools.update_wrapper(self, fn)  # copies __doc__, __module__, __wrapped__...
 
     def __repr__(self) -> str:

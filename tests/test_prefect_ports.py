@@ -7,9 +7,11 @@ and with `allow_failure(futures)`, futures passed to nested flows, `.map()` over
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from asyncflow import allow_failure, flow, task
+from asyncflow import allow_failure, flow, task, unmapped
 from asyncflow.task_runners import ThreadPoolTaskRunner
 
 WAIT = 20
@@ -180,3 +182,43 @@ def test_a_nested_flow_with_a_failed_future_does_not_run() -> None:
 
     assert isinstance(parent(), ValueError)
     assert len(ran) == 1
+
+
+# ---- 4. .map() over the values inside **kwargs --------------------------------------------
+
+
+@task
+def add_some(x: int, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    return x, kwargs
+
+
+@task
+async def aadd_some(x: int, **kwargs: Any) -> int:
+    return x + sum(kwargs.values())
+
+
+def test_map_maps_the_values_inside_kwargs() -> None:
+    with ThreadPoolTaskRunner(max_workers=2):
+        assert aadd_some.map(x=[1, 2, 3], **{"y": [4, 5, 6]}).result() == [5, 7, 9]
+        runs = add_some.map([1, 2], y=[10, 20], z=unmapped([0]), w=7, s="ab").result()
+    assert runs == [
+        (1, {"y": 10, "z": [0], "w": 7, "s": "ab"}),
+        (2, {"y": 20, "z": [0], "w": 7, "s": "ab"}),
+    ]
+    assert runs[0][1] is not runs[1][1]  # each run gets a dict of its own
+
+
+@pytest.mark.asyncio
+async def test_map_over_kwargs_in_async_code_and_its_shape_errors() -> None:
+    from asyncflow import exceptions
+
+    @flow
+    async def pipeline() -> list[int]:
+        return await aadd_some.map(x=unmapped(1), y=[1, 2], z=[10, 20])
+
+    assert await pipeline() == [12, 23]
+    with ThreadPoolTaskRunner(max_workers=1):
+        with pytest.raises(exceptions.MappingLengthMismatch, match=r"x=2, y=3"):
+            aadd_some.map(x=[1, 2], y=[1, 2, 3])
+        with pytest.raises(exceptions.MappingMissingIterable, match=r"'aadd_some'"):
+            aadd_some.map(x=1, y=2)

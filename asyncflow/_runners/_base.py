@@ -78,13 +78,16 @@ class TaskSpec(abc.ABC):
     """What a runner needs from a task (implemented by `asyncflow.task`).
 
     `run_options` are the task's execution options, built once (retry policy,
-    timeout, concurrency limit, state hooks) and shared by all its runs.
+    timeout, concurrency limit, state hooks) and shared by all its runs;
+    `variadic_keywords` names the function's `**kwargs` parameter (`.map()` maps the
+    values inside it), None if it has none.
     """
 
     name: str
     fn: Callable[..., Any]
     is_async: bool
     run_options: RunOptions = NO_OPTIONS
+    variadic_keywords: str | None = None  # the name of the function's `**kwargs`, if any
 
     @abc.abstractmethod
     def invoke(self, parameters: dict[str, Any]) -> Any:
@@ -393,7 +396,7 @@ class TaskRunner(abc.ABC):
             raise RunnerNotStarted(f"{self.name} is not started: use `with runner:` first")
         # Validated once, before any run starts; shared by every run of the map.
         ordering = () if wait_for is None else wait_for_upstreams(wait_for, task.name)
-        expanded = expand_map(task.name, parameters)
+        expanded = expand_map(task.name, parameters, task.variadic_keywords)
         batching = self._begin_batch()
         try:
             return FutureList(self._launch(task, params, ordering) for params in expanded)
