@@ -222,3 +222,40 @@ async def test_map_over_kwargs_in_async_code_and_its_shape_errors() -> None:
             aadd_some.map(x=[1, 2], y=[1, 2, 3])
         with pytest.raises(exceptions.MappingMissingIterable, match=r"'aadd_some'"):
             aadd_some.map(x=1, y=2)
+
+
+# ---- 6. a process task whose result cannot be pickled names the task ----------------------
+
+
+@task
+def returns_a_lock() -> Any:
+    import threading
+
+    return threading.Lock()
+
+
+@task
+async def areturns_a_lock() -> Any:
+    import threading
+
+    return threading.Lock()
+
+
+def test_an_unpicklable_process_result_names_the_task_in_sync_and_async_tasks() -> None:
+    from asyncflow import exceptions
+    from asyncflow.task_runners import ProcessPoolTaskRunner
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+    def pipeline() -> list[str]:
+        messages = []
+        for each in (returns_a_lock, areturns_a_lock):
+            fut = each.submit()
+            with pytest.raises(exceptions.SerializationError) as info:
+                fut.result(timeout=WAIT)
+            assert fut.state.is_failed()
+            messages.append(str(info.value))
+        return messages
+
+    sync_message, async_message = pipeline()
+    assert sync_message.startswith("task 'returns_a_lock': its result, of type lock")
+    assert async_message.startswith("task 'areturns_a_lock': its result, of type lock")
