@@ -32,11 +32,13 @@ from ._core import (
     State,
     Suspend,
     TaskFuture,
+    awaitable_result,
     block_until_final,
     check_count,
     check_factor,
     check_not_self,
     check_timeout,
+    consume_generator,
     execute_async,
     execute_sync,
     outcome,
@@ -61,8 +63,8 @@ def is_async_callable(fn: Callable[..., Any]) -> bool:
     """True for `async def` functions, also behind partials and callable objects."""
     while isinstance(fn, functools.partial):
         fn = fn.func
-    if inspect.iscoroutinefunction(fn):
-        return True
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        return True  # an async generator's yields are collected on a loop (docs/policies.md)
     call = getattr(fn, "__call__", None)  # noqa: B004  (callable objects' __call__)
     return (
         not inspect.isfunction(fn)
@@ -248,12 +250,15 @@ class Task(TaskSpec, Generic[P, R]):
             raise TypeError(f"task {self.name!r}: {exc}") from None
 
     def invoke(self, parameters: dict[str, Any]) -> Any:
-        """Call the function with bound, resolved `parameters` (as a runner does)."""
+        """Call the function with bound, resolved `parameters` (as a runner does); a
+        generator it returns is consumed into a list (an awaitable that gives one)."""
         fn: Callable[..., Any] = self.fn
         if self._simple:
-            return fn(**parameters)
-        args, kwargs = self.split(parameters)
-        return fn(*args, **kwargs)
+            value = fn(**parameters)
+        else:
+            args, kwargs = self.split(parameters)
+            value = fn(*args, **kwargs)
+        return awaitable_result(value) if self.is_async else consume_generator(value)
 
     def split(self, parameters: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Bound parameters back to `(args, kwargs)` for `fn(*args, **kwargs)`."""

@@ -259,3 +259,67 @@ def test_an_unpicklable_process_result_names_the_task_in_sync_and_async_tasks() 
     sync_message, async_message = pipeline()
     assert sync_message.startswith("task 'returns_a_lock': its result, of type lock")
     assert async_message.startswith("task 'areturns_a_lock': its result, of type lock")
+
+
+# ---- 7. a generator returned by a task is consumed into a list ----------------------------
+
+
+@task
+def counts(n: int) -> Any:
+    yield from range(n)
+
+
+@task
+def returns_a_generator(n: int) -> Any:
+    return (i * 10 for i in range(n))
+
+
+@task
+async def acounts(n: int) -> Any:
+    for i in range(n):
+        yield i
+
+
+ATTEMPTS: list[int] = []
+
+
+@task(retries=1)
+def fails_while_yielding() -> Any:
+    ATTEMPTS.append(len(ATTEMPTS) + 1)
+    yield "first"
+    if len(ATTEMPTS) == 1:
+        raise ValueError("broke after one item")
+    yield "second"
+
+
+def test_a_sync_generator_is_consumed_into_a_list() -> None:
+    assert counts(3) == [0, 1, 2]  # a direct call
+    assert returns_a_generator(2) == [0, 10]
+    with ThreadPoolTaskRunner(max_workers=2):
+        assert counts.submit(2).result(timeout=WAIT) == [0, 1]
+        assert returns_a_generator.map([1, 2]).result() == [[0], [0, 10]]
+        ATTEMPTS.clear()
+        fut = fails_while_yielding.submit()
+        assert fut.result(timeout=WAIT) == ["first", "second"]  # the error was retried
+    assert ATTEMPTS == [1, 2]
+
+
+@pytest.mark.asyncio
+async def test_an_async_generator_task_is_async_and_its_items_are_collected() -> None:
+    assert acounts.is_async
+    assert await acounts(3) == [0, 1, 2]
+
+    @flow
+    async def pipeline() -> list[Any]:
+        return [await acounts.submit(2), await counts.submit(1)]
+
+    assert await pipeline() == [[0, 1], [0]]
+
+
+def test_generators_are_consumed_in_a_process_worker() -> None:
+    from asyncflow.task_runners import ProcessPoolTaskRunner
+
+    with ProcessPoolTaskRunner(max_workers=1):
+        assert counts.submit(3).result(timeout=WAIT) == [0, 1, 2]
+        assert acounts.submit(2).result(timeout=WAIT) == [0, 1]
+        assert returns_a_generator.submit(1).result(timeout=WAIT) == [0]

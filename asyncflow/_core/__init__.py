@@ -3,7 +3,7 @@
 Modules: `_resolver` (sans-I/O dependency graph), `_attempt` (sans-I/O life of a run),
 `_future` (the dual future), `_engine` (drives both, executes runs), `_workers` (the
 thread pool), `_portal` (the background loop for sync callers), `_signals`, `_states`,
-`_exceptions`, `_validate`, `_policy`, `_waiting`, `_events`.
+`_exceptions`, `_validate`, `_policy`, `_waiting`, `_events`, `_generators`.
 
 The rest of asyncflow imports the core through this package only, and only the names
 in `__all__` (`tests/test_core_exports.py` checks it): this list is the core's API.
@@ -60,6 +60,7 @@ from ._future import (
     state_of,
     was_observed,
 )
+from ._generators import awaitable_result, consume_generator
 from ._policy import MAX_PENDING_RUNS, ConcurrencyLimit, PendingLimit, RetryPolicy, validate_delay
 from ._portal import get_loop as engine_loop
 from ._portal import stop as stop_engine_loop
@@ -106,6 +107,7 @@ __all__ = (
     "WorkerPool",
     "WouldDeadlock",
     "as_completed",
+    "awaitable_result",
     "begin_many",
     "block_until_final",
     "cancelled",
@@ -117,6 +119,7 @@ __all__ = (
     "check_timeout",
     "claim_sigterm",
     "complete",
+    "consume_generator",
     "crashed",
     "current_run",
     "drain",
