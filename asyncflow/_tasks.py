@@ -26,6 +26,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 from ._arguments import find_upstreams, raise_if_upstream_failed
 from ._core import (
     ConcurrencyLimit,
+    DeadlineAlarm,
     FutureList,
     RetryPolicy,
     RunOptions,
@@ -282,7 +283,11 @@ class Task(TaskSpec, Generic[P, R]):
             block_until_final(fut)
         raise_if_upstream_failed(upstreams, self.name)
         run = new_run(current_runner(), self, params, rebuild, None)
-        execute_sync(run)
+        if self.timeout_seconds is None:
+            execute_sync(run)
+        else:
+            with DeadlineAlarm(run):  # interrupts the body at the deadline, if it can
+                execute_sync(run)
         return cast("R", outcome(run.future))
 
     async def _call_async(

@@ -323,3 +323,93 @@ def test_generators_are_consumed_in_a_process_worker() -> None:
         assert counts.submit(3).result(timeout=WAIT) == [0, 1, 2]
         assert acounts.submit(2).result(timeout=WAIT) == [0, 1]
         assert returns_a_generator.submit(1).result(timeout=WAIT) == [0]
+
+
+# ---- 8. a sync task called directly in the main thread is interrupted at its timeout -------
+
+BODY_SECONDS = 10.0  # what an uninterrupted body would take: a regression shows as slow
+
+
+@task(timeout_seconds=0.2, retries=2)
+def sleeps_long(reached: list[str]) -> str:
+    import time
+
+    time.sleep(BODY_SECONDS)
+    reached.append("the end of the body")
+    return "finished"
+
+
+@pytest.mark.timeout(30)
+def test_a_direct_call_in_the_main_thread_is_interrupted_at_its_timeout() -> None:
+    import signal
+    import threading
+    import time
+
+    from asyncflow import exceptions
+
+    assert threading.current_thread() is threading.main_thread()
+    reached: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(exceptions.TaskTimeout, match=r"'sleeps_long'.*0.2 s"):
+        sleeps_long(reached)
+    assert time.monotonic() - started < BODY_SECONDS / 2
+    assert reached == []  # interrupted inside the body, and not retried
+    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL  # put back
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+@task(timeout_seconds=0.05)
+def waits_for_gate(gate: Any, reached: list[str]) -> str:
+    assert gate.wait(timeout=WAIT)
+    reached.append("the end of the body")
+    return "finished"
+
+
+@pytest.mark.timeout(30)
+def test_a_claimed_sigalrm_or_another_thread_lets_the_body_run_to_its_end() -> None:
+    import signal
+    import threading
+
+    from asyncflow import exceptions
+
+    alarms: list[int] = []
+
+    def users_handler(signum: int, _frame: object) -> None:
+        alarms.append(signum)
+
+    def open_later(gate: threading.Event) -> threading.Timer:
+        timer = threading.Timer(0.3, gate.set)  # after the task's deadline
+        timer.start()
+        return timer
+
+    previous = signal.signal(signal.SIGALRM, users_handler)
+    try:
+        gate = threading.Event()
+        timer = open_later(gate)
+        reached: list[str] = []
+        with pytest.raises(exceptions.TaskTimeout):
+            waits_for_gate(gate, reached)  # SIGALRM is the user's: not interrupted
+        timer.join()
+        assert reached == ["the end of the body"]
+        assert signal.getsignal(signal.SIGALRM) is users_handler  # left alone
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert alarms == []
+
+    outcome: list[BaseException] = []
+    gate = threading.Event()
+    in_thread: list[str] = []
+
+    def in_a_thread() -> None:
+        try:
+            waits_for_gate(gate, in_thread)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=in_a_thread)
+    worker.start()
+    timer = open_later(gate)
+    worker.join(WAIT)
+    timer.join()
+    assert isinstance(outcome[0], exceptions.TaskTimeout)  # raised after the body's end
+    assert in_thread == ["the end of the body"]

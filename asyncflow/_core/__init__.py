@@ -3,7 +3,8 @@
 Modules: `_resolver` (sans-I/O dependency graph), `_attempt` (sans-I/O life of a run),
 `_future` (the dual future), `_engine` (drives both, executes runs), `_workers` (the
 thread pool), `_portal` (the background loop for sync callers), `_signals`, `_states`,
-`_exceptions`, `_validate`, `_policy`, `_waiting`, `_events`, `_generators`.
+`_exceptions`, `_validate`, `_policy`, `_waiting`, `_events`, `_generators`,
+`_alarm` (interrupting a timed-out sync call in the main thread).
 
 The rest of asyncflow imports the core through this package only, and only the names
 in `__all__` (`tests/test_core_exports.py` checks it): this list is the core's API.
@@ -11,6 +12,7 @@ Names that would be ambiguous out of their module get a prefix here (`check_*` f
 the validators, `*_sigterm` for the signal claim, `*_engine_loop` for the portal).
 """
 
+from ._alarm import DeadlineAlarm
 from ._attempt import CancelReason
 from ._context import current_run, enter_blocking, exit_blocking, sync_scope
 from ._engine import (
@@ -82,6 +84,7 @@ __all__ = (
     "CancelReason",
     "CircularDependency",
     "ConcurrencyLimit",
+    "DeadlineAlarm",
     "Deferred",
     "DoneAndNotDone",
     "ExitInWorker",
