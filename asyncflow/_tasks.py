@@ -58,6 +58,9 @@ T = TypeVar("T")
 _RESERVED = "wait_for"
 logger = logging.getLogger("asyncflow")
 StateHook = Callable[[Any, State], object]
+# A delay, one per retry, `f(attempt) -> seconds`, or Prefect's `f(retries) -> [seconds]`
+# (what `exponential_backoff` returns); `_core/_policy.py` tells the two callables apart.
+RetryDelay = float | Sequence[float] | Callable[[int], float] | Callable[[int], list[float]]
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -144,7 +147,7 @@ class Task(TaskSpec, Generic[P, R]):
         name: str | None = None,
         description: str | None = None,
         retries: int = 0,
-        retry_delay_seconds: float | Sequence[float] | Callable[[int], float] = 0,
+        retry_delay_seconds: RetryDelay = 0,
         retry_jitter_factor: float | None = None,
         retry_condition_fn: Callable[[Task[Any, Any], BaseException], bool] | None = None,
         timeout_seconds: float | None = None,
@@ -407,7 +410,7 @@ def task(
     name: str | None = None,
     description: str | None = None,
     retries: int = 0,
-    retry_delay_seconds: float | Sequence[float] | Callable[[int], float] = 0,
+    retry_delay_seconds: RetryDelay = 0,
     retry_jitter_factor: float | None = None,
     retry_condition_fn: Callable[[Task[Any, Any], BaseException], bool] | None = None,
     timeout_seconds: float | None = None,

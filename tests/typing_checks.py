@@ -155,3 +155,19 @@ def tags_context() -> None:  # never called: `with tags(...) as current` is a se
     with context_tags("c"):
         pass
     tags(1)  # type: ignore[arg-type]
+
+
+def prefect_retry_delays() -> None:  # never called: Prefect's delay callables type-check
+    from asyncflow.tasks import exponential_backoff
+
+    @task(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=10))
+    def backs_off(x: int) -> int:
+        return x
+
+    @task(retries=2, retry_delay_seconds=lambda retries: [1.0] * retries)
+    def listed(x: int) -> int:
+        return x
+
+    assert_type(backs_off.submit(1), TaskFuture[int])
+    assert_type(listed.with_options(retry_delay_seconds=[1, 2]).submit(1), TaskFuture[int])
+    task(retry_delay_seconds="soon")  # type: ignore[arg-type]
