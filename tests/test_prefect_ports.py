@@ -413,3 +413,205 @@ def test_a_claimed_sigalrm_or_another_thread_lets_the_body_run_to_its_end() -> N
     timer.join()
     assert isinstance(outcome[0], exceptions.TaskTimeout)  # raised after the body's end
     assert in_thread == ["the end of the body"]
+
+
+# ---- 5. hook and retry-condition signatures, Prefect's form, decorator registration --------
+
+
+def test_a_hook_or_condition_that_fits_neither_form_is_refused_at_decoration() -> None:
+    def four(a: Any, b: Any, c: Any, d: Any) -> None: ...
+
+    def one_arg(a: Any) -> bool:
+        return True
+
+    with pytest.raises(TypeError, match=r"task 'load': on_failure hook four\(a, b, c, d\) must"):
+
+        @task(name="load", on_failure=[four])
+        def load() -> None: ...
+
+    with pytest.raises(TypeError, match=r"task 'load': retry_condition_fn .*one_arg.*task_run"):
+        task(name="load", retries=1, retry_condition_fn=one_arg)(lambda: None)
+    with pytest.raises(TypeError, match=r"flow 'etl': on_crashed hook .*four"):
+        flow(name="etl", on_crashed=[four])(lambda: None)
+    with pytest.raises(TypeError, match=r"task 'after': on_completion hook .*four"):
+        after.on_completion(four)
+    assert after.on_completion == []
+
+
+def test_prefect_form_hooks_and_decorator_registration_on_tasks() -> None:
+    from asyncflow.runs import TaskRun
+
+    calls: list[tuple[str, str, Any]] = []
+
+    @task
+    def double(x: int) -> int:
+        if x < 0:
+            raise ValueError("negative")
+        return 2 * x
+
+    @double.on_completion
+    def done(t: Any, run: TaskRun, state: Any) -> None:  # Prefect's form
+        calls.append(("completion", state.name, (run.task_name, dict(run.parameters))))
+
+    @double.on_failure
+    def failed(t: Any, state: Any) -> None:  # asyncflow's form, by decorator
+        calls.append(("failure", state.name, t.name))
+
+    @double.on_running
+    def running(t: Any, run: TaskRun, state: Any) -> None:
+        calls.append(("running", state.name, run.run_count))
+
+    assert done in double.on_completion
+    assert double.on_failure == [failed]
+    assert double(3) == 6  # a direct call runs the hooks too
+    with ThreadPoolTaskRunner(max_workers=1):
+        assert double.submit(-1).exception(timeout=WAIT) is not None
+    assert calls == [
+        ("running", "Running", 1),
+        ("completion", "Completed", ("double", {"x": 3})),
+        ("running", "Running", 1),
+        ("failure", "Failed", "double"),
+    ]
+    copy = double.with_options(name="copy")
+    assert copy.on_completion == [done]  # copies keep the hooks
+
+
+@pytest.mark.asyncio
+async def test_prefect_form_hooks_on_async_tasks_and_cancellation() -> None:
+    import threading
+
+    from asyncflow import exceptions
+
+    calls: list[tuple[str, str]] = []
+    gate = threading.Event()
+
+    @task
+    async def fetch(x: int) -> int:
+        return x
+
+    @task
+    def blocker() -> None:
+        assert gate.wait(WAIT)
+
+    @fetch.on_completion
+    def fetched(t: Any, run: Any, state: Any) -> None:
+        calls.append((run.name.split("-")[0], state.name))
+
+    queued = blocker.with_options(name="queued")
+
+    @queued.on_cancellation
+    def cancelled(t: Any, run: Any, state: Any) -> None:
+        calls.append(("cancellation", state.name))
+
+    assert await fetch(1) == 1
+    with ThreadPoolTaskRunner(max_workers=1):
+        running = blocker.submit()
+        pending = queued.submit()
+        assert pending.cancel()
+        gate.set()
+        running.result(timeout=WAIT)
+    with pytest.raises(exceptions.TaskCancelled):
+        pending.result(timeout=WAIT)
+    assert calls == [("fetch", "Completed"), ("cancellation", "Cancelled")]
+
+
+class Interrupted(BaseException):
+    """Not an Exception: a flow that raises it ends CRASHED."""
+
+
+def test_prefect_form_flow_hooks_get_a_flow_run_and_on_crashed_is_called() -> None:
+    from asyncflow.runs import FlowRun
+
+    calls: list[tuple[str, str, Any]] = []
+
+    @flow
+    def etl(n: int) -> int:
+        if n < 0:
+            raise Interrupted("stop")
+        return n
+
+    @etl.on_running
+    def started(f: Any, run: FlowRun, state: Any) -> None:
+        calls.append(("running", state.name, run.id))
+
+    @etl.on_completion
+    def completed(f: Any, run: FlowRun, state: Any) -> None:
+        assert run.start_time is not None
+        assert run.end_time is not None
+        calls.append(("completion", state.name, (run.id, run.flow_name, dict(run.parameters))))
+
+    @etl.on_crashed
+    def crashed(f: Any, state: Any) -> None:
+        calls.append(("crashed", state.name, f.name))
+
+    assert etl(2) == 2
+    with pytest.raises(Interrupted):
+        etl(-1)
+    (_, _, first_id), (_, _, (same_id, name, params)) = calls[:2]
+    assert first_id == same_id
+    assert (name, params) == ("etl", {"n": 2})
+    assert [c[:2] for c in calls[2:]] == [("running", "Running"), ("crashed", "Crashed")]
+
+
+@pytest.mark.asyncio
+async def test_prefect_form_hooks_on_an_async_flow() -> None:
+    calls: list[str] = []
+
+    def on_failure(f: Any, run: Any, state: Any) -> None:
+        calls.append(f"{run.flow_name} {state.name} {state.message}")
+
+    @flow(on_failure=[on_failure])
+    async def load() -> None:
+        raise ValueError("bad row")
+
+    with pytest.raises(ValueError, match="bad row"):
+        await load()
+    assert calls == ["load Failed ValueError: bad row"]
+
+
+def test_a_prefect_form_retry_condition_gets_the_run_and_a_failed_state() -> None:
+    seen: list[tuple[int, Any]] = []
+
+    def retry_handler(t: Any, task_run: Any, state: Any) -> bool:  # Prefect's docs example
+        seen.append((task_run.run_count, task_run.parameters))
+        try:
+            state.result()
+        except ConnectionError:
+            return True
+        except Exception:
+            return False
+        return True
+
+    errors = [ConnectionError("flaky"), ConnectionError("flaky"), KeyError("fatal")]
+
+    @task(retries=5, retry_condition_fn=retry_handler)
+    def call_api(url: str) -> None:
+        raise errors.pop(0)
+
+    with ThreadPoolTaskRunner(max_workers=1):
+        fut = call_api.submit("https://x")
+        assert isinstance(fut.exception(timeout=WAIT), KeyError)
+    assert fut.state.attempts == 3
+    assert seen == [(1, {"url": "https://x"}), (2, {"url": "https://x"}), (3, {"url": "https://x"})]
+
+
+@pytest.mark.asyncio
+async def test_a_retry_condition_that_raises_is_logged_and_does_not_retry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    def broken(t: Any, task_run: Any, state: Any) -> bool:
+        raise RuntimeError("handler bug")
+
+    @task(retries=3, retry_condition_fn=broken)
+    async def flaky() -> None:
+        raise ConnectionError("down")
+
+    with caplog.at_level(logging.ERROR, logger="asyncflow"), pytest.raises(ConnectionError) as info:
+        await flaky()
+    assert "retry_condition_fn of task 'flaky' raised" in caplog.text
+    assert "handler bug" in caplog.text
+    notes = getattr(info.value, "__notes__", None)
+    if notes is not None:  # 3.11+: the error says why it was not retried
+        assert any("not retried" in note for note in notes)
