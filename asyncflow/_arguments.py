@@ -38,6 +38,7 @@ from ._core import (
 )
 
 __all__ = (
+    "Upstreams",
     "allow_failure",
     "expand_map",
     "find_upstreams",
@@ -190,12 +191,13 @@ def upstream_value(fut: TaskFuture[Any], allow: bool) -> Any:
     raise upstream_failed(fut)
 
 
-def raise_if_upstream_failed(upstreams: Upstreams, name: str) -> None:
-    """For direct calls: raise `UpstreamFailed` for the first failed, not allowed upstream."""
+def raise_if_upstream_failed(upstreams: Upstreams, name: str, kind: str = "task") -> None:
+    """For direct calls (of a task or a flow, `kind`): raise `UpstreamFailed` for the
+    first failed, not allowed upstream."""
     for fut, allow in upstreams:
         if error_of(fut) is not None and not allow:
             outcome(fut, raise_on_failure=False)  # marks it observed: its error is reported here
-            raise upstream_failed(fut, f"task {name!r} did not run: its ")
+            raise upstream_failed(fut, f"{kind} {name!r} did not run: its ")
 
 
 def resolve(value: Any, allow: bool = False) -> Any:
@@ -276,8 +278,31 @@ def _mapped_future_value(task_name: str, name: str, fut: TaskFuture[Any]) -> Any
     return outcome(fut)
 
 
-def expand_map(task_name: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One parameter dict per run of `.map()`, in input order (Prefect's rules)."""
+def expand_map(
+    task_name: str, parameters: Mapping[str, Any], variadic: str | None = None
+) -> list[dict[str, Any]]:
+    """One parameter dict per run of `.map()`, in input order (Prefect's rules).
+
+    `variadic` names the function's `**kwargs` parameter, if any: the values inside it
+    are mapped or broadcast one by one, as if each were a parameter of its own (as
+    Prefect explodes, maps and collapses them), and each run gets its own dict.
+    """
+    extra = parameters.get(variadic) if variadic is not None else None
+    if variadic is None or not isinstance(extra, dict) or not extra:
+        return _expand(task_name, parameters)
+    flat = {k: v for k, v in parameters.items() if k != variadic}
+    flat.update(extra)  # no clash: bind() put into **kwargs only names nothing else has
+    runs = _expand(task_name, flat)
+    return [_collapse(run, variadic, extra) for run in runs]
+
+
+def _collapse(run: dict[str, Any], variadic: str, extra: Mapping[str, Any]) -> dict[str, Any]:
+    collapsed = {k: v for k, v in run.items() if k not in extra}
+    collapsed[variadic] = {k: run[k] for k in extra}
+    return collapsed
+
+
+def _expand(task_name: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
     mapped: dict[str, list[Any]] = {}
     static: dict[str, Any] = {}
     for name, value in parameters.items():

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
-from ._arguments import find_upstreams, resolve
+from ._arguments import Upstreams, find_upstreams, raise_if_upstream_failed, resolve
 from ._core import (
     State,
     StateType,
@@ -42,13 +42,26 @@ from ._runners._base import TaskRunner
 from ._runners._current import installed_runner
 from ._runners._shared import SharedTaskRunner
 from ._runners._thread import ThreadPoolTaskRunner
-from ._tasks import call_hooks, check_hooks, is_async_callable
+from ._runs import Hooks, HookSet, flow_run_record, new_run_id
+from ._tasks import is_async_callable
 
 __all__ = ("Flow", "flow")
 
 P = ParamSpec("P")
 R = TypeVar("R")
-FlowHook = Callable[[Any, State], object]
+# asyncflow's `hook(flow, state)` or Prefect's `hook(flow, flow_run, state)` (`_runs`).
+FlowHook = Callable[[Any, State], object] | Callable[[Any, Any, State], object]
+
+
+class _Began:
+    """One flow call with hooks: its run id, Running state and parameters."""
+
+    __slots__ = ("id", "parameters", "state")
+
+    def __init__(self, parameters: dict[str, Any]) -> None:
+        self.id = new_run_id()
+        self.state = State(StateType.RUNNING)
+        self.parameters = parameters
 
 
 def _return_futures(value: Any) -> list[TaskFuture[Any]]:
@@ -76,6 +89,9 @@ class Flow(Generic[P, R]):
         timeout_seconds: float | None = None,
         on_completion: Sequence[FlowHook] | None = None,
         on_failure: Sequence[FlowHook] | None = None,
+        on_running: Sequence[FlowHook] | None = None,
+        on_cancellation: Sequence[FlowHook] | None = None,
+        on_crashed: Sequence[FlowHook] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@flow expects a function, got {type(fn).__name__}: {fn!r}")
@@ -83,8 +99,16 @@ class Flow(Generic[P, R]):
             self.timeout_seconds = check_timeout(
                 "timeout_seconds", timeout_seconds, allow_zero=False
             )
-            self.on_completion: list[FlowHook] = check_hooks("on_completion", on_completion)
-            self.on_failure: list[FlowHook] = check_hooks("on_failure", on_failure)
+            hooks = HookSet(
+                "flow",
+                {
+                    "on_completion": on_completion,
+                    "on_failure": on_failure,
+                    "on_running": on_running,
+                    "on_cancellation": on_cancellation,
+                    "on_crashed": on_crashed,
+                },
+            )
             if name is not None and (not isinstance(name, str) or not name):
                 raise TypeError(f"flow name must be a non-empty string, got {name!r}")
             if task_runner is not None and not isinstance(task_runner, TaskRunner):
@@ -94,10 +118,19 @@ class Flow(Generic[P, R]):
                 )
         except (TypeError, ValueError) as exc:  # name the flow (or the decorator) in the message
             label = name if isinstance(name, str) and name else getattr(fn, "__name__", "?")
-            where = "@flow" if fn is _probe else f"flow {label!r}"
+            named = isinstance(name, str) and bool(name)
+            where = "@flow" if fn is _probe and not named else f"flow {label!r}"
             raise type(exc)(f"{where}: {exc}") from None
         self.fn = fn
         self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        # Each a list of hooks, and a decorator adding one: `@my_flow.on_crashed`.
+        self.on_completion: Hooks = hooks.lists["on_completion"]
+        self.on_failure: Hooks = hooks.lists["on_failure"]
+        self.on_running: Hooks = hooks.lists["on_running"]
+        self.on_cancellation: Hooks = hooks.lists["on_cancellation"]
+        self.on_crashed: Hooks = hooks.lists["on_crashed"]
+        self._hooks = hooks
+        hooks.label = f"flow {self.name!r}"
         self.description = description if description is not None else inspect.getdoc(fn)
         self.task_runner = task_runner
         self.is_async = is_async_callable(fn)
@@ -115,20 +148,41 @@ class Flow(Generic[P, R]):
             raise TypeError(f"flow {self.name!r}: unknown option(s) {sorted(unknown)}")
         return Flow(self.fn, **{**current, **options})
 
-    def _finish(self, exc: BaseException | None) -> None:
+    def _begin(self, bound: inspect.BoundArguments) -> _Began | None:
+        """A call starts: call the `on_running` hooks (None: this flow has no hooks)."""
+        hooks = self._hooks
+        if not hooks.any():
+            return None
+        began = _Began(dict(bound.arguments))
+        if self.on_running:
+            hooks.call(("on_running",), self, began.state, lambda: self._record(began, None))
+        return began
+
+    def _record(self, began: _Began, final: State | None) -> Any:
+        state = began.state if final is None else final
+        return flow_run_record(
+            str(self.name),
+            began.id,
+            began.parameters,
+            state,
+            began.state.timestamp,
+            final is not None,
+        )
+
+    def _finish(self, exc: BaseException | None, began: _Began | None) -> None:
         """Call the state hooks with the flow's final state."""
-        if not (self.on_completion or self.on_failure):
+        if began is None:
             return
         if exc is None:
-            state, hooks = State(StateType.COMPLETED), self.on_completion
+            state = State(StateType.COMPLETED)
         else:
             name = "TimedOut" if isinstance(exc, TaskTimeout) else None
             kind = StateType.FAILED if isinstance(exc, Exception) else StateType.CRASHED
             if isinstance(exc, asyncio.CancelledError):
                 kind = StateType.CANCELLED
             state = State(kind, name, f"{type(exc).__name__}: {exc}")
-            hooks = self.on_failure
-        call_hooks(hooks, self, state, "flow")
+        kinds = self._hooks.final_kinds(state)
+        self._hooks.call(kinds, self, state, lambda: self._record(began, state))
 
     def _timeout_error(self) -> TaskTimeout:
         return TaskTimeout(f"flow {self.name!r} exceeded its timeout of {self.timeout_seconds} s")
@@ -144,17 +198,25 @@ class Flow(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            self._signature.bind(*args, **kwargs)
+            bound = self._signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"flow {self.name!r}: {exc}") from None
+        upstreams, rebuild = find_upstreams(bound.arguments)
         if self.is_async:
-            return cast("R", self._call_async(args, kwargs))
+            return cast("R", self._call_async(args, kwargs, bound, rebuild))
+        call_args: tuple[Any, ...] = args
+        call_kwargs: dict[str, Any] = kwargs
+        if rebuild:  # futures among the arguments: the flow gets their values (as Prefect)
+            for fut, _ in upstreams:
+                block_until_final(fut)
+            call_args, call_kwargs = _resolved_arguments(bound, upstreams, str(self.name))
+        began = self._begin(bound)
         try:
-            value = self._call_sync(args, kwargs)
+            value = self._call_sync(call_args, call_kwargs)
         except BaseException as exc:
-            self._finish(exc)
+            self._finish(exc, began)
             raise
-        self._finish(None)
+        self._finish(None, began)
         return cast("R", value)
 
     def _call_sync(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -186,7 +248,20 @@ class Flow(Generic[P, R]):
             raise self._timeout_error()
         return result
 
-    async def _call_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _call_async(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        bound: inspect.BoundArguments,
+        rebuild: bool,
+    ) -> Any:
+        if rebuild:  # futures among the arguments: awaited, their values passed
+            upstreams, _ = find_upstreams(bound.arguments)
+            for fut, _allow in upstreams:
+                check_not_self(fut)
+                await Suspend(fut)
+            args, kwargs = _resolved_arguments(bound, upstreams, str(self.name))
+        began = self._begin(bound)
         try:
             if self.timeout_seconds is None:
                 value = await self._run_async(args, kwargs)
@@ -198,9 +273,9 @@ class Flow(Generic[P, R]):
                 except asyncio.TimeoutError as exc:  # TimeoutError's alias from 3.11 on
                     raise self._timeout_error() from exc
         except BaseException as exc:
-            self._finish(exc)
+            self._finish(exc, began)
             raise
-        self._finish(None)
+        self._finish(None, began)
         return value
 
     async def _run_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -211,6 +286,17 @@ class Flow(Generic[P, R]):
                 check_not_self(fut)
                 await Suspend(fut)
             return _resolve_return(value, futures)
+
+
+def _resolved_arguments(
+    bound: inspect.BoundArguments, upstreams: Upstreams, name: str
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The call's arguments with every (final) future replaced by its value; a failed
+    one, unless in `allow_failure`, raises `UpstreamFailed` before the flow starts."""
+    raise_if_upstream_failed(upstreams, name, "flow")
+    for key, value in bound.arguments.items():
+        bound.arguments[key] = resolve(value)
+    return bound.args, bound.kwargs
 
 
 def _expire_flow(runner: TaskRunner, flag: threading.Event, seconds: float) -> None:
@@ -231,6 +317,9 @@ def flow(
     timeout_seconds: float | None = None,
     on_completion: Sequence[FlowHook] | None = None,
     on_failure: Sequence[FlowHook] | None = None,
+    on_running: Sequence[FlowHook] | None = None,
+    on_cancellation: Sequence[FlowHook] | None = None,
+    on_crashed: Sequence[FlowHook] | None = None,
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
 

@@ -26,17 +26,21 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 from ._arguments import find_upstreams, raise_if_upstream_failed
 from ._core import (
     ConcurrencyLimit,
+    DeadlineAlarm,
     FutureList,
     RetryPolicy,
+    Run,
     RunOptions,
     State,
     Suspend,
     TaskFuture,
+    awaitable_result,
     block_until_final,
     check_count,
     check_factor,
     check_not_self,
     check_timeout,
+    consume_generator,
     execute_async,
     execute_sync,
     outcome,
@@ -44,9 +48,10 @@ from ._core import (
 )
 from ._runners._base import TaskSpec, new_run, wait_for_upstreams
 from ._runners._current import current_runner
+from ._runs import RUN_BOOK, Hooks, HookSet, attempt_failed_state, takes_run_record, task_run_record
 from ._streaming import MapIter
 
-__all__ = ("Task", "call_hooks", "check_hooks", "is_async_callable", "task")
+__all__ = ("Task", "is_async_callable", "task")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -54,15 +59,20 @@ T = TypeVar("T")
 
 _RESERVED = "wait_for"
 logger = logging.getLogger("asyncflow")
-StateHook = Callable[[Any, State], object]
+# asyncflow's `hook(task, state)` or Prefect's `hook(task, task_run, state)` (`_runs`).
+StateHook = Callable[[Any, State], object] | Callable[[Any, Any, State], object]
+RetryCondition = Callable[[Any, BaseException], bool] | Callable[[Any, Any, State], bool]
+# A delay, one per retry, `f(attempt) -> seconds`, or Prefect's `f(retries) -> [seconds]`
+# (what `exponential_backoff` returns); `_core/_policy.py` tells the two callables apart.
+RetryDelay = float | Sequence[float] | Callable[[int], float] | Callable[[int], list[float]]
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:
     """True for `async def` functions, also behind partials and callable objects."""
     while isinstance(fn, functools.partial):
         fn = fn.func
-    if inspect.iscoroutinefunction(fn):
-        return True
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        return True  # an async generator's yields are collected on a loop (docs/policies.md)
     call = getattr(fn, "__call__", None)  # noqa: B004  (callable objects' __call__)
     return (
         not inspect.isfunction(fn)
@@ -82,31 +92,9 @@ def _callable_name(fn: Callable[..., Any]) -> str:
 _UNSET: Any = object()
 
 
-def check_hooks(what: str, hooks: Any) -> list[Callable[..., object]]:
-    if hooks is None:
-        return []
-    if callable(hooks):
-        hooks = [hooks]
-    if not isinstance(hooks, (list, tuple)):
-        raise TypeError(f"{what} must be a list of callables, got {hooks!r}")
-    for hook in hooks:
-        if not callable(hook):
-            raise TypeError(f"{what} must contain callables, got {type(hook).__name__}: {hook!r}")
-    return list(hooks)
-
-
-def call_hooks(hooks: list[Callable[..., object]], owner: Any, state: State, kind: str) -> None:
-    """Call `hook(owner, state)` for each state hook of a task or flow (`kind`); one that
-    raises is logged, and the others still run."""
-    for hook in hooks:
-        try:
-            hook(owner, state)
-        except Exception:
-            logger.exception("hook %r of %s %r raised", hook, kind, owner.name)
-
-
-def validate_task_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Check every option now (decoration time) and normalise it; raise clearly."""
+def validate_task_options(options: dict[str, Any]) -> tuple[dict[str, Any], HookSet]:
+    """Check every option now (decoration time) and normalise it; raise clearly.
+    Returns the options and the task's hooks (whose lists the options now hold)."""
     name = options.get("name")
     if name is not None and (not isinstance(name, str) or not name):
         raise TypeError(f"task name must be a non-empty string, got {name!r}")
@@ -118,6 +106,13 @@ def validate_task_options(options: dict[str, Any]) -> dict[str, Any]:
     condition = options.get("retry_condition_fn")
     if condition is not None and not callable(condition):
         raise TypeError(f"retry_condition_fn must be callable, got {condition!r}")
+    if condition is not None:
+        options["_prefect_condition"] = takes_run_record(
+            condition,
+            "retry_condition_fn",
+            "(task, exception)",
+            "(task, task_run, state)",
+        )
     # Zero would time every run out before it starts (processes) or be ignored
     # (threads, loops): rejected rather than meaning different things per runner.
     options["timeout_seconds"] = check_timeout(
@@ -126,9 +121,9 @@ def validate_task_options(options: dict[str, Any]) -> dict[str, Any]:
     limit = options.get("max_concurrency")
     if limit is not None:
         check_count("max_concurrency", limit, minimum=1)
-    options["on_completion"] = check_hooks("on_completion", options.get("on_completion"))
-    options["on_failure"] = check_hooks("on_failure", options.get("on_failure"))
-    return options
+    hooks = HookSet("task", options)
+    options.update(hooks.lists)
+    return options, hooks
 
 
 class Task(TaskSpec, Generic[P, R]):
@@ -141,19 +136,22 @@ class Task(TaskSpec, Generic[P, R]):
         name: str | None = None,
         description: str | None = None,
         retries: int = 0,
-        retry_delay_seconds: float | Sequence[float] | Callable[[int], float] = 0,
+        retry_delay_seconds: RetryDelay = 0,
         retry_jitter_factor: float | None = None,
-        retry_condition_fn: Callable[[Task[Any, Any], BaseException], bool] | None = None,
+        retry_condition_fn: RetryCondition | None = None,
         timeout_seconds: float | None = None,
         max_concurrency: int | None = None,
         on_completion: Sequence[StateHook] | None = None,
         on_failure: Sequence[StateHook] | None = None,
+        on_running: Sequence[StateHook] | None = None,
+        on_cancellation: Sequence[StateHook] | None = None,
+        on_crashed: Sequence[StateHook] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@task expects a function, got {type(fn).__name__}: {fn!r}")
         label = name if isinstance(name, str) and name else _callable_name(fn)
         try:
-            opts = validate_task_options(
+            opts, hooks = validate_task_options(
                 {
                     "name": name,
                     "description": description,
@@ -165,10 +163,14 @@ class Task(TaskSpec, Generic[P, R]):
                     "max_concurrency": max_concurrency,
                     "on_completion": on_completion,
                     "on_failure": on_failure,
+                    "on_running": on_running,
+                    "on_cancellation": on_cancellation,
+                    "on_crashed": on_crashed,
                 }
             )
         except (TypeError, ValueError) as exc:  # name the task in the message
             raise type(exc)(f"task {label!r}: {exc}") from None
+        prefect_condition = opts.pop("_prefect_condition", False)
         self._options = opts
         self.fn = fn
         self.name = label  # `name` is a non-empty str or None by now
@@ -177,22 +179,28 @@ class Task(TaskSpec, Generic[P, R]):
         self.retry_delay_seconds = opts["retry_delay_seconds"]
         self.timeout_seconds: float | None = opts["timeout_seconds"]
         self.max_concurrency = max_concurrency
-        self.on_completion: list[StateHook] = opts["on_completion"]
-        self.on_failure: list[StateHook] = opts["on_failure"]
-        # Execution options are built once per task, not per run.
-        self.run_options = RunOptions(
-            retry=RetryPolicy(
+        # Each a list of hooks, and a decorator adding one: `@my_task.on_failure`.
+        self.on_completion: Hooks = hooks.lists["on_completion"]
+        self.on_failure: Hooks = hooks.lists["on_failure"]
+        self.on_running: Hooks = hooks.lists["on_running"]
+        self.on_cancellation: Hooks = hooks.lists["on_cancellation"]
+        self.on_crashed: Hooks = hooks.lists["on_crashed"]
+        self._hooks = hooks
+        hooks.label = f"task {self.name!r}"
+        hooks.on_change = self._build_run_options
+        self._retry = (
+            RetryPolicy(
                 retries,
                 opts["retry_delay_seconds"],
                 opts["retry_jitter_factor"],
-                None if retry_condition_fn is None else functools.partial(retry_condition_fn, self),
+                self._retry_condition(retry_condition_fn, prefect_condition),
+                condition_wants_run=prefect_condition,
             )
             if retries
-            else None,
-            timeout=self.timeout_seconds,
-            limit=ConcurrencyLimit(max_concurrency) if max_concurrency else None,
-            on_final=self._run_hooks if (self.on_completion or self.on_failure) else None,
+            else None
         )
+        self._limit = ConcurrencyLimit(max_concurrency) if max_concurrency else None
+        self._build_run_options()
         self.is_async = is_async_callable(fn)
         try:
             self._signature = inspect.signature(fn)
@@ -211,6 +219,9 @@ class Task(TaskSpec, Generic[P, R]):
             p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params.values()
         )
         self._names = tuple(params)
+        self.variadic_keywords = next(
+            (n for n, p in params.items() if p.kind is inspect.Parameter.VAR_KEYWORD), None
+        )
         functools.update_wrapper(self, fn)  # copies __doc__, __module__, __wrapped__...
 
     def __repr__(self) -> str:
@@ -229,9 +240,48 @@ class Task(TaskSpec, Generic[P, R]):
             merged["name"] = self.name
         return Task(self.fn, **merged)
 
-    def _run_hooks(self, state: State) -> None:
-        hooks = self.on_completion if state.is_completed() else self.on_failure
-        call_hooks(hooks, self, state, "task")
+    # ---- execution options, hooks, retry conditions ----------------------------------------
+    def _build_run_options(self) -> None:
+        """The options every run of this task shares, built once (and again when a hook
+        is added by decorator); runs without hooks pay nothing for them."""
+        hooks = self._hooks
+        prefect_condition = self._retry is not None and self._retry.condition_wants_run
+        book = hooks.any() or prefect_condition  # Prefect's run records need start times
+        self.run_options = RunOptions(
+            retry=self._retry,
+            timeout=self.timeout_seconds,
+            limit=self._limit,
+            on_final=self._on_final if book else None,
+            on_running=self._on_running if book else None,
+        )
+
+    def _retry_condition(self, fn: Any, prefect_form: bool) -> Callable[..., bool] | None:
+        if fn is None:
+            return None
+        if not prefect_form:
+            return functools.partial(fn, self)
+
+        def prefect_condition(error: BaseException, run: Run) -> bool:
+            state = attempt_failed_state(error, run.attempt)
+            return bool(fn(self, task_run_record(run, state, final=False), state))
+
+        return prefect_condition
+
+    def _on_running(self, state: State, run: Run) -> None:
+        RUN_BOOK.started(run, state)
+        if self.on_running:
+            self._hooks.call(
+                ("on_running",), self, state, lambda: task_run_record(run, state, False)
+            )
+
+    def _on_final(self, state: State, run: Run) -> None:
+        try:
+            kinds = self._hooks.final_kinds(state)
+            self._hooks.call(
+                kinds, self, state, functools.partial(task_run_record, run, state, True)
+            )
+        finally:
+            RUN_BOOK.forget(run)
 
     # ---- binding and invoking ----------------------------------------------------------
     def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -245,12 +295,15 @@ class Task(TaskSpec, Generic[P, R]):
             raise TypeError(f"task {self.name!r}: {exc}") from None
 
     def invoke(self, parameters: dict[str, Any]) -> Any:
-        """Call the function with bound, resolved `parameters` (as a runner does)."""
+        """Call the function with bound, resolved `parameters` (as a runner does); a
+        generator it returns is consumed into a list (an awaitable that gives one)."""
         fn: Callable[..., Any] = self.fn
         if self._simple:
-            return fn(**parameters)
-        args, kwargs = self.split(parameters)
-        return fn(*args, **kwargs)
+            value = fn(**parameters)
+        else:
+            args, kwargs = self.split(parameters)
+            value = fn(*args, **kwargs)
+        return awaitable_result(value) if self.is_async else consume_generator(value)
 
     def split(self, parameters: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Bound parameters back to `(args, kwargs)` for `fn(*args, **kwargs)`."""
@@ -274,7 +327,11 @@ class Task(TaskSpec, Generic[P, R]):
             block_until_final(fut)
         raise_if_upstream_failed(upstreams, self.name)
         run = new_run(current_runner(), self, params, rebuild, None)
-        execute_sync(run)
+        if self.timeout_seconds is None:
+            execute_sync(run)
+        else:
+            with DeadlineAlarm(run):  # interrupts the body at the deadline, if it can
+                execute_sync(run)
         return cast("R", outcome(run.future))
 
     async def _call_async(
@@ -453,13 +510,16 @@ def task(
     name: str | None = None,
     description: str | None = None,
     retries: int = 0,
-    retry_delay_seconds: float | Sequence[float] | Callable[[int], float] = 0,
+    retry_delay_seconds: RetryDelay = 0,
     retry_jitter_factor: float | None = None,
-    retry_condition_fn: Callable[[Task[Any, Any], BaseException], bool] | None = None,
+    retry_condition_fn: RetryCondition | None = None,
     timeout_seconds: float | None = None,
     max_concurrency: int | None = None,
     on_completion: Sequence[StateHook] | None = None,
     on_failure: Sequence[StateHook] | None = None,
+    on_running: Sequence[StateHook] | None = None,
+    on_cancellation: Sequence[StateHook] | None = None,
+    on_crashed: Sequence[StateHook] | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -479,21 +539,30 @@ def task(
     Options: `name`, `description`, `retries`, `retry_delay_seconds` (a number, a list
     per attempt, or a callable of the attempt number), `retry_jitter_factor`,
     `retry_condition_fn(task, exception) -> bool`, `timeout_seconds`,
-    `max_concurrency` (runs of this task at once, process-wide), `on_completion` /
-    `on_failure` (lists of `hook(task, state)`).
+    `max_concurrency` (runs of this task at once, process-wide), and lists of state
+    hooks `on_completion`, `on_failure`, `on_running`, `on_cancellation`, `on_crashed`
+    (`hook(task, state)`, or Prefect's `hook(task, task_run, state)`; also decorators:
+    `@my_task.on_failure`). `retry_condition_fn` may also be Prefect's
+    `fn(task, task_run, state)`.
 
     Raises:
         ValueError: an option is out of range (`retries=-1`, `timeout_seconds=0`, a
             NaN delay), or the function has a parameter named `wait_for` (the one
             reserved keyword); at decoration time, not when the task runs.
-        TypeError: an unknown option, or an option of the wrong type.
+        TypeError: an unknown option, an option of the wrong type, or a hook or
+            `retry_condition_fn` whose signature fits neither form.
     """
     unknown = set(options) - _OPTION_NAMES
     if unknown:
         raise TypeError(f"@task got unknown option(s) {sorted(unknown)}")
     if __fn is not None:
         return Task(__fn, **options)
-    validate_task_options(dict(options))
+    try:
+        validate_task_options(dict(options))  # raises now, before the function is known
+    except (TypeError, ValueError) as exc:
+        name = options.get("name")
+        where = f"task {name!r}" if isinstance(name, str) and name else "@task"
+        raise type(exc)(f"{where}: {exc}") from None
 
     def decorator(fn: Callable[P, R]) -> Task[P, R]:
         return Task(fn, **options)

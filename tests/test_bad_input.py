@@ -235,7 +235,7 @@ def test_wrong_arguments_fail_at_the_call_naming_the_task() -> None:
             ident.map([1], [2])
 
 
-@pytest.mark.parametrize("bad", [[1], ["a future?"], 3, "abc"], ids=repr)
+@pytest.mark.parametrize("bad", [[ident], [plain], 3, "abc"], ids=repr)
 def test_wait_for_must_hold_futures(bad: Any) -> None:
     with ThreadPoolTaskRunner(max_workers=1):
         with pytest.raises(TypeError, match=r"'ident'.*wait_for") as info:

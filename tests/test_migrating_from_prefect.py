@@ -227,8 +227,9 @@ def check_hooks() -> None:
     def f(x: int) -> int:
         return 1 // x
 
-    f.submit(1).wait(WAIT)
-    f.submit(0).wait(WAIT)
+    with ThreadPoolTaskRunner(max_workers=2):  # its exit waits for the hooks too
+        f.submit(1)
+        f.submit(0)
     assert sorted(seen) == ["Completed", "Failed"]
 
 

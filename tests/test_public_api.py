@@ -19,6 +19,7 @@ PUBLIC_MODULES = (
     "asyncflow.states",
     "asyncflow.exceptions",
     "asyncflow.settings",
+    "asyncflow.runs",
 )
 PACKAGE = Path(importlib.import_module("asyncflow").__file__ or "").parent
 CORE = PACKAGE / "_core"

@@ -162,3 +162,43 @@ def tags_context() -> None:  # never called: `with tags(...) as current` is a se
     with context_tags("c"):
         pass
     tags(1)  # type: ignore[arg-type]
+
+
+def prefect_retry_delays() -> None:  # never called: Prefect's delay callables type-check
+    from asyncflow.tasks import exponential_backoff
+
+    @task(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=10))
+    def backs_off(x: int) -> int:
+        return x
+
+    @task(retries=2, retry_delay_seconds=lambda retries: [1.0] * retries)
+    def listed(x: int) -> int:
+        return x
+
+    assert_type(backs_off.submit(1), TaskFuture[int])
+    assert_type(listed.with_options(retry_delay_seconds=[1, 2]).submit(1), TaskFuture[int])
+    task(retry_delay_seconds="soon")  # type: ignore[arg-type]
+
+
+def prefect_hooks() -> None:  # never called: both hook forms and the decorators type-check
+    from collections.abc import Callable
+
+    from asyncflow.runs import TaskRun
+
+    def asyncflow_form(t: object, state: State) -> None: ...
+
+    def prefect_form(t: object, run: TaskRun, state: State) -> None: ...
+
+    def prefect_condition(t: object, run: TaskRun, state: State) -> bool:
+        return True
+
+    @task(on_failure=[asyncflow_form, prefect_form], retry_condition_fn=prefect_condition)
+    def hooked(x: int) -> int:
+        return x
+
+    kept: Callable[[object, TaskRun, State], None] = hooked.on_completion(prefect_form)
+    also: Callable[[object, State], None] = sync_flow.on_crashed(asyncflow_form)
+    assert kept is prefect_form  # the decorators return the function
+    assert also is asyncflow_form
+    hooked.on_running(3)  # type: ignore[type-var]
+    assert_type(hooked.submit(1), TaskFuture[int])

@@ -3,7 +3,8 @@
 Modules: `_resolver` (sans-I/O dependency graph), `_attempt` (sans-I/O life of a run),
 `_future` (the dual future), `_engine` (drives both, executes runs), `_workers` (the
 thread pool), `_portal` (the background loop for sync callers), `_signals`, `_states`,
-`_exceptions`, `_validate`, `_policy`, `_waiting`, `_events`.
+`_exceptions`, `_validate`, `_policy`, `_waiting`, `_events`, `_generators`,
+`_alarm` (interrupting a timed-out sync call in the main thread).
 
 The rest of asyncflow imports the core through this package only, and only the names
 in `__all__` (`tests/test_core_exports.py` checks it): this list is the core's API.
@@ -11,6 +12,7 @@ Names that would be ambiguous out of their module get a prefix here (`check_*` f
 the validators, `*_sigterm` for the signal claim, `*_engine_loop` for the portal).
 """
 
+from ._alarm import DeadlineAlarm
 from ._attempt import CancelReason
 from ._context import current_run, enter_blocking, exit_blocking, sync_scope
 from ._engine import (
@@ -60,6 +62,7 @@ from ._future import (
     state_of,
     was_observed,
 )
+from ._generators import awaitable_result, consume_generator
 from ._policy import MAX_PENDING_RUNS, ConcurrencyLimit, PendingLimit, RetryPolicy, validate_delay
 from ._portal import get_loop as engine_loop
 from ._portal import stop as stop_engine_loop
@@ -81,6 +84,7 @@ __all__ = (
     "CancelReason",
     "CircularDependency",
     "ConcurrencyLimit",
+    "DeadlineAlarm",
     "Deferred",
     "DoneAndNotDone",
     "ExitInWorker",
@@ -106,6 +110,7 @@ __all__ = (
     "WorkerPool",
     "WouldDeadlock",
     "as_completed",
+    "awaitable_result",
     "begin_many",
     "block_until_final",
     "cancelled",
@@ -117,6 +122,7 @@ __all__ = (
     "check_timeout",
     "claim_sigterm",
     "complete",
+    "consume_generator",
     "crashed",
     "current_run",
     "drain",

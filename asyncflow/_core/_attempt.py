@@ -201,7 +201,7 @@ class Attempts:
         again = (
             policy is not None
             and isinstance(error, Exception)
-            and policy.should_retry(error, self.attempt)
+            and policy.should_retry(error, self.attempt, self)
         )
         return error, again
 

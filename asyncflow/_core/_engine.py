@@ -106,6 +106,7 @@ class Run(Attempts):
         "limit",
         "loop",
         "on_final",
+        "on_running",
         "owner",
         "parent",
         "task",
@@ -134,6 +135,7 @@ class Run(Attempts):
         self.is_async = call.is_async
         self.limit = options.limit
         self.on_final = options.on_final
+        self.on_running = options.on_running
         self.holds_slot = False
         self.owner = owner
         self.context = context
@@ -359,7 +361,7 @@ def _after_final(run: Run, cbs: list[Any] | None, instructions: list[Any] | None
         run_callbacks(fut, cbs)
     if run.on_final is not None:
         try:
-            run.on_final(fut._state)
+            run.on_final(fut._state, run)
         except Exception:
             logger.exception("a state hook of task %r raised", fut.name)
     try:
@@ -414,6 +416,8 @@ def begin(run: Run) -> int:
     if attempt:
         if _events.listeners:
             _events.emit(run.future, state)
+        if run.on_running is not None:
+            _call_on_running(run, state)
         if attempt == 1 and run.timeout is not None:
             _arm_deadline(run)
     return attempt
@@ -432,7 +436,19 @@ def begin_many(runs: list[Run]) -> list[Run]:
     if _events.listeners:
         for run in started:
             _events.emit(run.future, run.future._state)
+    for run in started:
+        if run.on_running is not None:
+            _call_on_running(run, run.future._state)
     return started
+
+
+def _call_on_running(run: Run, state: State) -> None:
+    """The task's hook for a Running state (outside the lock); one that raises is logged."""
+    assert run.on_running is not None
+    try:
+        run.on_running(state, run)
+    except Exception:
+        logger.exception("a running hook of task %r raised", run.name)
 
 
 def report_value(run: Run, value: Any) -> None:

@@ -44,31 +44,52 @@ def validate_delay(value: Any) -> Delay:
 
 
 class RetryPolicy:
-    """When to retry a failed attempt, and how long to wait first."""
+    """When to retry a failed attempt, and how long to wait first.
 
-    __slots__ = ("condition", "delay", "jitter", "retries")
+    `condition(exc)` says whether to retry after `exc` (with `condition_wants_run`:
+    `condition(exc, run)`, the run being judged, for conditions that describe it). A
+    condition that raises is a bug in it, not in the task: the run is not retried, it
+    fails with the task's own error, and the condition's error is logged (naming the
+    task) and added to that error as a note, so retries never stop silently.
+    """
+
+    __slots__ = ("condition", "condition_wants_run", "delay", "jitter", "retries")
 
     def __init__(
         self,
         retries: int,
         delay: Delay = 0.0,
         jitter: float | None = None,
-        condition: Callable[[BaseException], bool] | None = None,
+        condition: Callable[..., bool] | None = None,
+        condition_wants_run: bool = False,
     ) -> None:
         self.retries = retries
         self.delay = delay
         self.jitter = jitter
         self.condition = condition
+        self.condition_wants_run = condition_wants_run
 
-    def should_retry(self, exc: BaseException, attempt: int) -> bool:
+    def should_retry(self, exc: BaseException, attempt: int, run: Any = None) -> bool:
         if attempt > self.retries or not isinstance(exc, Exception):
             return False
         if self.condition is None:
             return True
         try:
+            if self.condition_wants_run:
+                return bool(self.condition(exc, run))
             return bool(self.condition(exc))
-        except Exception:
-            logger.exception("retry_condition_fn raised; not retrying")
+        except Exception as broken:
+            name = getattr(run, "name", "?")
+            logger.exception(
+                "retry_condition_fn of task %r raised; the run is not retried and fails "
+                "with its own error",
+                name,
+            )
+            if hasattr(exc, "add_note"):  # 3.11+: the traceback shows why it was not retried
+                exc.add_note(
+                    f"not retried: retry_condition_fn of task {name!r} raised "
+                    f"{type(broken).__name__}: {broken}"
+                )
             return False
 
     def delay_for(self, attempt: int, rng: random.Random | None = None) -> float:

@@ -30,22 +30,26 @@ class RunOptions:
 
     `retry` (None: no retries), `timeout` (seconds for the whole run, None: none),
     `limit` (the task's concurrency limit, None: none), `on_final` (called with the
-    final state, e.g. the task's hooks; None: nothing to call).
+    final state and the run, e.g. the task's hooks; None: nothing to call),
+    `on_running` (called with the Running state and the run as each attempt begins,
+    on the thread that begins it; None: nothing to call).
     """
 
-    __slots__ = ("limit", "on_final", "retry", "timeout")
+    __slots__ = ("limit", "on_final", "on_running", "retry", "timeout")
 
     def __init__(
         self,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         limit: ConcurrencyLimit | None = None,
-        on_final: Callable[[State], object] | None = None,
+        on_final: Callable[[State, Run], object] | None = None,
+        on_running: Callable[[State, Run], object] | None = None,
     ) -> None:
         self.retry = retry
         self.timeout = timeout
         self.limit = limit
         self.on_final = on_final
+        self.on_running = on_running
 
     def __repr__(self) -> str:
         return (

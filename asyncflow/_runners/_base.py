@@ -13,7 +13,10 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextvars
+import inspect
 import logging
+import os
+import warnings
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -75,13 +78,16 @@ class TaskSpec(abc.ABC):
     """What a runner needs from a task (implemented by `asyncflow.task`).
 
     `run_options` are the task's execution options, built once (retry policy,
-    timeout, concurrency limit, state hooks) and shared by all its runs.
+    timeout, concurrency limit, state hooks) and shared by all its runs;
+    `variadic_keywords` names the function's `**kwargs` parameter (`.map()` maps the
+    values inside it), None if it has none.
     """
 
     name: str
     fn: Callable[..., Any]
     is_async: bool
     run_options: RunOptions = NO_OPTIONS
+    variadic_keywords: str | None = None  # the name of the function's `**kwargs`, if any
 
     @abc.abstractmethod
     def invoke(self, parameters: dict[str, Any]) -> Any:
@@ -409,7 +415,7 @@ class TaskRunner(abc.ABC):
             raise RunnerNotStarted(f"{self.name} is not started: use `with runner:` first")
         # Validated once, before any run starts; shared by every run of the map.
         ordering = () if wait_for is None else wait_for_upstreams(wait_for, task.name)
-        expanded = expand_map(task.name, parameters)
+        expanded = expand_map(task.name, parameters, task.variadic_keywords)
         batching = self._begin_batch()
         try:
             return FutureList(self._launch(task, params, ordering) for params in expanded)
@@ -601,19 +607,70 @@ def _interrupt_reason(exc_type: type[BaseException] | None) -> str:
 
 
 def wait_for_upstreams(wait_for: Any, task_name: str) -> list[tuple[TaskFuture[Any], bool]]:
-    """`wait_for=` as `(future, allow_failure)` pairs; a clear TypeError for anything else."""
+    """`wait_for=` as `(future, allow_failure)` pairs (SPEC "Fine print").
+
+    Futures order the run, also inside `allow_failure(...)`, which may wrap one future
+    or a whole list of them (a `FutureList` from `.map()`), and `allow_failure` around
+    the whole `wait_for`. A plain value (a result, an exception object) orders nothing:
+    it is ignored with a warning naming it, as Prefect ignores it. A task, a function
+    or a coroutine object there is a mistake (a missing `.submit()`): a TypeError.
+    """
+    allow = isinstance(wait_for, allow_failure)
+    if allow:
+        wait_for = wait_for.value
     if isinstance(wait_for, TaskFuture):
-        return [(wait_for, False)]
+        return [(wait_for, allow)]
     if not isinstance(wait_for, Iterable) or isinstance(wait_for, (str, bytes)):
         raise TypeError(f"task {task_name!r}: wait_for must be a list of futures, got {wait_for!r}")
-    pairs = []
+    pairs: list[tuple[TaskFuture[Any], bool]] = []
+    ignored: list[Any] = []
     for item in wait_for:
-        allow = isinstance(item, allow_failure)
-        inner = item.value if allow else item
-        if not isinstance(inner, TaskFuture):
-            raise TypeError(
-                f"task {task_name!r}: wait_for must contain only futures, got "
-                f"{type(inner).__name__}: {inner!r}"
-            )
-        pairs.append((inner, allow))
+        _add_wait_for_item(item, allow, task_name, pairs, ignored)
+    if ignored:
+        shown = ", ".join(f"{type(v).__name__}: {v!r}"[:80] for v in ignored)
+        warnings.warn(
+            f"task {task_name!r}: wait_for got {shown}, which is not a future; "
+            "it orders nothing and is ignored",
+            UserWarning,
+            stacklevel=_caller_stacklevel(),
+        )
     return pairs
+
+
+def _caller_stacklevel() -> int:
+    """The `stacklevel` of the first frame outside asyncflow, for the function that
+    calls this one: a warning points at the user's `.submit()`, `.map()` or call,
+    however deep inside asyncflow it is raised."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    here = inspect.currentframe()
+    frame = here.f_back if here is not None else None  # the function that warns: level 1
+    level = 1
+    while frame is not None and frame.f_back is not None:
+        if not frame.f_code.co_filename.startswith(package):
+            break
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _add_wait_for_item(
+    item: Any,
+    allow: bool,
+    task_name: str,
+    pairs: list[tuple[TaskFuture[Any], bool]],
+    ignored: list[Any],
+) -> None:
+    if isinstance(item, allow_failure):
+        allow, item = True, item.value
+        if isinstance(item, (list, tuple)):  # allow_failure(futures), e.g. a FutureList
+            for inner in item:
+                _add_wait_for_item(inner, True, task_name, pairs, ignored)
+            return
+    if isinstance(item, TaskFuture):
+        pairs.append((item, allow))
+    elif isinstance(item, TaskSpec) or callable(item) or inspect.iscoroutine(item):
+        raise TypeError(
+            f"task {task_name!r}: wait_for must contain futures, got "
+            f"{type(item).__name__}: {item!r} (did you mean to .submit() it?)"
+        )
+    else:
+        ignored.append(item)

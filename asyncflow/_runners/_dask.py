@@ -49,6 +49,8 @@ from .._core import (
     SerializationError,
     TaskCrashed,
     TaskFuture,
+    awaitable_result,
+    consume_generator,
     has_dependents,
     is_deferred,
     load_deferred,
@@ -69,10 +71,10 @@ def _run_on_worker(fn: Callable[..., Any], is_async: bool, args: Any, kwargs: An
     """What a Dask worker executes: the task's function; an async one on a fresh loop."""
     try:
         if not is_async:
-            return fn(*args, **kwargs)
+            return consume_generator(fn(*args, **kwargs))
 
         async def main() -> Any:
-            return await fn(*args, **kwargs)
+            return await awaitable_result(fn(*args, **kwargs))
 
         return asyncio.run(main())
     except SystemExit as exc:  # Dask lets SystemExit kill its worker: carry it back instead

@@ -48,7 +48,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .._core import RemoteError, SerializationError
+from .._core import RemoteError, SerializationError, awaitable_result, consume_generator
 
 __all__ = (
     "CANCELS",
@@ -137,7 +137,9 @@ def _run_one(
         if is_async:
             if loop is None:
                 loop = asyncio.new_event_loop()  # one per worker, reused by every call
-            value = loop.run_until_complete(value)
+            value = loop.run_until_complete(awaitable_result(value))
+        else:
+            value = consume_generator(value)  # a generator cannot travel: its items can
     except BaseException as exc:  # the task's own failure, even SystemExit: report it
         return KIND_ERROR, encode_error(exc), loop
     try:

@@ -199,3 +199,28 @@ def test_hooks_get_the_task_and_its_final_state(
     assert sorted(calls) == [("completion", "ident", "Completed"), ("failure", "boom", "Failed")]
     assert "hook bug" in caplog.text
     assert bad_future.state.is_failed()  # a hook does not change the outcome
+
+
+def test_prefect_form_hooks_get_a_run_record(runner: TaskRunner) -> None:
+    """Issue 15: `hook(task, task_run, state)` on every runner, with one record per run."""
+    seen: list[tuple[str, Any, State]] = []
+
+    def on_running(t: Any, run: Any, s: State) -> None:
+        seen.append(("running", run, s))
+
+    def on_completion(t: Any, run: Any, s: State) -> None:
+        seen.append(("completion", run, s))
+
+    hooked = ident.with_options(on_running=[on_running], on_completion=[on_completion])
+    with runner:
+        assert hooked.submit(7).result(timeout=WAIT) == 7
+    (_, started, running), (_, ended, completed) = seen
+    assert (running.name, completed.name) == ("Running", "Completed")
+    assert started.id == ended.id
+    assert started.task_name == ended.task_name == "ident"
+    assert (ended.parameters, ended.run_count) == ({"x": 7}, 1)
+    assert started.end_time is None
+    assert ended.start_time == started.start_time
+    assert ended.start_time is not None
+    assert ended.end_time is not None
+    assert ended.start_time <= ended.end_time
