@@ -389,3 +389,30 @@ def test_futures_are_typed_task_futures() -> None:
         fut = value.submit(1)
         assert isinstance(fut, TaskFuture)
         assert fut.result() == 1
+
+
+@pytest.mark.timeout(20)
+def test_a_skip_is_final_before_anything_hears_of_its_upstreams_failure() -> None:
+    # A NotReady cascade is decided under the engine's lock; if the skipped run became
+    # final only later, an `allow_failure` dependent of it started by another thread in
+    # between saw no value (None) instead of its UpstreamFailed. The upstream's own
+    # done callbacks run before anything else happens after its failure: by then every
+    # run of the cascade must be final.
+    gate = threading.Event()
+    seen: list[tuple[str, ...]] = []
+
+    @task
+    def fails() -> None:
+        gate.wait(WAIT)
+        raise ValueError("root")
+
+    with ThreadPoolTaskRunner(max_workers=2):
+        root = fails.submit()
+        skipped = identity.submit(root)  # NotReady once `root` fails
+        deeper = identity.submit(skipped)  # NotReady too (a cascade of two)
+        allowed = identity.submit(allow_failure(skipped))
+        root.add_done_callback(lambda _: seen.append((skipped.state.name, deeper.state.name)))
+        gate.set()
+        result = allowed.result(timeout=WAIT)
+    assert seen == [("NotReady", "NotReady")]
+    assert isinstance(result, exceptions.UpstreamFailed)

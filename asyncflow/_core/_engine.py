@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import logging
 import os
 import sys
@@ -39,7 +38,7 @@ from ._attempt import Attempts, CancelReason, Finish, Phase, Retry, Stop
 from ._context import current_run
 from ._exceptions import TaskCancelled, TaskCrashed, TaskTimeout, UpstreamFailed
 from ._future import LOCK, TaskFuture, finalize_locked, run_callbacks
-from ._resolver import Outcome, Resolver, Skip, Start, Upstream
+from ._resolver import Outcome, Resolver, Skip, Upstream
 from ._run import CallSpec, RunOptions, RunOwner
 from ._states import State, StateType, running_state
 
@@ -235,32 +234,54 @@ def submit(run: Run, upstreams: Iterable[tuple[TaskFuture[Any], bool]] = ()) -> 
                 if wait_loop is None:
                     wait_loop = up._loop
             ups.append(Upstream(up, allow, outcome))
-        instructions = _resolver.submit(fut, ups)
+        instructions = _settle_skips_locked(_resolver.submit(fut, ups))
     if fut._loop is None:
         fut._loop = wait_loop
     _dispatch(instructions)
 
 
-def _dispatch(instructions: list[Start[TaskFuture[Any]] | Skip[TaskFuture[Any]]]) -> None:
-    """Carry out resolver instructions, outside the lock."""
+def _dispatch(instructions: list[Any]) -> None:
+    """Carry out resolver instructions, outside the lock: start the ready runs, and
+    finish the work of the skipped ones (`_Skipped`, already final)."""
     for ins in instructions:
+        if isinstance(ins, _Skipped):
+            _after_final(ins.run, ins.callbacks, None)
+            continue
+        run = ins.key._run
+        if run is not None:  # else already final (cancelled by a racing caller)
+            start(run)
+
+
+class _Skipped:
+    """A run the resolver skipped, made final (NotReady) under the lock that decided it."""
+
+    __slots__ = ("callbacks", "run")
+
+    def __init__(self, run: Run, callbacks: list[Any] | None) -> None:
+        self.run = run
+        self.callbacks = callbacks
+
+
+def _settle_skips_locked(instructions: list[Any]) -> list[Any]:
+    """Make every run the resolver skipped final at once, under the lock that decided
+    it, so no dependent (an `allow_failure` one) can start before the skip is final
+    and see no value. The resolver lists a cascade breadth-first, so each skip's
+    upstream is final here already (a failure, or a skip earlier in the list)."""
+    if not instructions:
+        return instructions
+    out: list[Any] = []
+    for ins in instructions:
+        if not isinstance(ins, Skip):
+            out.append(ins)
+            continue
         run = ins.key._run
         if run is None:  # already final (cancelled by a racing caller)
             continue
-        if isinstance(ins, Start):
-            start(run)
-        else:
-            # The upstream may itself be a skip of this cascade that another thread has
-            # not completed yet: report it once it is final, with its real state/cause.
-            ins.upstream.add_done_callback(functools.partial(_skip, run))
-
-
-def _skip(run: Run, up: TaskFuture[Any]) -> None:
-    err = upstream_failed(up, f"task {run.future.name!r} did not run: its ")
-    state = State(StateType.PENDING, "NotReady", str(err))
-    # The resolver already propagated this skip to the runs it knew; telling it
-    # again releases any run that registered on this one in the meantime.
-    complete(run, state, None, err)
+        err = upstream_failed(ins.upstream, f"task {run.future.name!r} did not run: its ")
+        state = State(StateType.PENDING, "NotReady", str(err))
+        cbs, _ = _finalize_locked(run, state, None, err)  # the resolver dropped it: no more
+        out.append(_Skipped(run, cbs))
+    return out
 
 
 # The name of the task whose failure started a NotReady cascade, kept on each
@@ -336,7 +357,7 @@ def _finalize_locked(
     instructions = None
     if fut._has_dependents:
         outcome = Outcome.COMPLETED if state.type is StateType.COMPLETED else Outcome.FAILED
-        instructions = _resolver.finish(fut, outcome)
+        instructions = _settle_skips_locked(_resolver.finish(fut, outcome))
     return cbs, instructions
 
 
@@ -561,9 +582,12 @@ def cancel(
             run.timeout = seconds
         ins = run.cancel_requested(reason, stoppable, message)
         if isinstance(ins, Finish):
-            if phase is _PENDING and _resolver.is_waiting(fut):
+            waiting = phase is _PENDING and _resolver.is_waiting(fut)
+            if waiting:
                 _, instructions = _resolver.cancel(fut)  # dependents see a failure
             cbs, more = _finalize_locked(run, ins.state, None, ins.error)
+            if waiting:  # now that `fut` is final, its skipped dependents can be
+                instructions = _settle_skips_locked(instructions or [])
             instructions = (instructions or []) + (more or []) or None
     if ins is None:
         return fut._state.type is StateType.CANCELLED
