@@ -252,7 +252,8 @@ def task_run_record(run: Run, state: State, final: bool) -> TaskRun:
         state=state,
         start_time=_when(started),
         end_time=_when(state.timestamp) if final else None,
-        run_count=run.attempt,
+        # A run that lived elsewhere (a task worker) counted its attempts there.
+        run_count=max(run.attempt, state.attempts),
     )
 
 

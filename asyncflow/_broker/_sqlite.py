@@ -151,8 +151,12 @@ class SQLiteBroker:
         self._owner_pid = os.getpid()  # the process whose connections `_conns` holds
         self._closed = False
         self._create_file()
-        with self._write() as conn:
-            self._migrate(conn)
+        try:
+            with self._write() as conn:
+                self._migrate(conn)
+        except BaseException:  # a schema it refuses, say: leave no connection open
+            self.close()
+            raise
 
     def __repr__(self) -> str:
         return f"<SQLiteBroker {self.url!r}>"

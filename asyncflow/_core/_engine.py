@@ -495,6 +495,9 @@ def report_crash(run: Run, error: TaskCrashed) -> float | None:
 
 def report_remote(run: Run, state: State, value: Any, error: BaseException | None) -> bool:
     """See `Run.report_remote`: the state of a run that executes entirely elsewhere."""
+    if state._final and state.attempts and run.phase is _PENDING and run.on_running is not None:
+        # It ran, but ended before anyone here saw it Running: its hooks still hear it.
+        report_remote(run, State(StateType.RUNNING, timestamp=state.timestamp), None, None)
     cbs = instructions = None
     with LOCK:
         if run.phase is _FINAL:
@@ -513,6 +516,8 @@ def report_remote(run: Run, state: State, value: Any, error: BaseException | Non
     if not state._final:
         if _events.listeners:
             _events.emit(run.future, state)
+        if run.on_running is not None:  # the remote side started it: its hooks are here
+            _call_on_running(run, state)
         return True
     _after_final(run, cbs, instructions)
     return True
