@@ -588,8 +588,14 @@ def expire(run: Run) -> None:
 
 
 def _call_in_run(run: Run) -> Any:
-    current_run.set(run)  # inside the run's own context copy
-    return run.call()
+    # Inside the run's own context copy. Reset afterwards: a context that kept the run
+    # would form a cycle (run -> context -> run) that only the cyclic GC frees, and
+    # collections of 100k-run backlogs stall every thread (the GIL is held).
+    token = current_run.set(run)
+    try:
+        return run.call()
+    finally:
+        current_run.reset(token)
 
 
 def _wait_retry_delay(run: Run, delay: float) -> None:
