@@ -184,12 +184,22 @@ class Attempts:
     def returned(self, value: Any) -> Finish | None:
         """The attempt returned `value`. None means the run is already final (a stop
         ended it while the attempt ran on): drop the value."""
+        ending = self.returned_state()
+        if isinstance(ending, State):
+            return Finish(ending, value)
+        return ending
+
+    def returned_state(self) -> State | Finish | None:
+        """`returned`, as the engine's per-run hot path needs it: the run's COMPLETED
+        state when the value completes it (the caller keeps the value: no `Finish` is
+        built per run), a Finish when a stop ends the run as its reason says, None to
+        drop the value."""
         if self.phase is Phase.FINAL:
             return None
         if self.cancel_reason is not None:
             return self._stopped()
         self.phase = Phase.FINAL
-        return Finish(completed_state(self.attempt), value)
+        return completed_state(self.attempt)
 
     def judge(self, error: BaseException) -> tuple[BaseException, bool]:
         """Before a failure is reported: the exception it stands for, and whether the

@@ -38,7 +38,7 @@ from . import _events, _portal
 from ._attempt import Attempts, CancelReason, Finish, Phase, Retry, Stop
 from ._context import current_run
 from ._exceptions import TaskCancelled, TaskCrashed, TaskTimeout, UpstreamFailed
-from ._future import LOCK, TaskFuture, finalize_locked, run_callbacks
+from ._future import LOCK, TaskFuture, run_callbacks
 from ._resolver import Outcome, Resolver, Skip, Start, Upstream
 from ._run import CallSpec, RunOptions, RunOwner
 from ._states import State, StateType, running_state
@@ -318,7 +318,11 @@ def _finalize_locked(
     fut = run.future
     run.phase = _FINAL
     fut._run = None
-    cbs = finalize_locked(fut, state, value, exc)
+    fut._state = state
+    fut._value = value
+    fut._exception = exc
+    cbs = fut._callbacks
+    fut._callbacks = None
     instructions = None
     if fut._has_dependents:
         outcome = Outcome.COMPLETED if state.type is StateType.COMPLETED else Outcome.FAILED
@@ -424,12 +428,17 @@ def begin_many(runs: list[Run]) -> list[Run]:
 
 
 def report_value(run: Run, value: Any) -> None:
-    """The attempt returned `value` (a late value of an abandoned attempt is dropped)."""
+    """The attempt returned `value` (a late value of an abandoned attempt is dropped;
+    one that arrives after a stop ends the run as the stop says, without the value)."""
     with LOCK:
-        ins = run.returned(value)
-        if ins is None:
+        ending = run.returned_state()
+        if ending is None:
             return
-        cbs, instructions = _finalize_locked(run, ins.state, value, None)
+        if type(ending) is State:  # the common case: completed, no Finish built
+            cbs, instructions = _finalize_locked(run, ending, value, None)
+        else:
+            assert isinstance(ending, Finish)
+            cbs, instructions = _finalize_locked(run, ending.state, None, ending.error)
     _after_final(run, cbs, instructions)
 
 
