@@ -40,7 +40,6 @@ __all__ = (
     "check_can_block",
     "check_not_self",
     "error_of",
-    "finalize_locked",
     "outcome",
     "run_callbacks",
     "running_loop",
@@ -173,8 +172,12 @@ class TaskFuture(Generic[R]):
 
         Raises `TimeoutError` if the run is not final within `timeout` seconds.
         """
-        if not self._wait(_validate.timeout("timeout", timeout)):
-            raise TimeoutError(f"task {self.name!r} did not finish within {timeout} s")
+        if not self._state._final:  # a final future skips the waiting machinery
+            seconds = None if timeout is None else _validate.timeout("timeout", timeout)
+            if not self._wait(seconds):
+                raise TimeoutError(f"task {self.name!r} did not finish within {timeout} s")
+        elif timeout is not None:
+            _validate.timeout("timeout", timeout)  # bad input is an error either way
         return self._outcome(raise_on_failure)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
@@ -222,7 +225,10 @@ class TaskFuture(Generic[R]):
         self._observed = True
         exc = self._exception
         if exc is None:
-            return self._get_value()  # type: ignore[no-any-return]  # R is erased at runtime
+            value = self._value
+            if type(value) is Deferred:  # left where its runner ran it: load it now
+                value = self._get_value()
+            return value  # type: ignore[no-any-return]  # R is erased at runtime
         if raise_on_failure:
             raise exc
         return exc  # type: ignore[return-value]  # documented: the exception object
@@ -388,22 +394,6 @@ def run_callbacks(fut: TaskFuture[Any], cbs: list[Callable[[Any], object]] | Non
     if cbs:
         for cb in cbs:
             _call_callback(cb, fut)
-
-
-def finalize_locked(
-    fut: TaskFuture[Any], state: State, value: Any, exc: BaseException | None
-) -> list[Callable[[Any], object]] | None:
-    """Set a final state; the caller holds LOCK and runs the returned callbacks after.
-
-    Only the engine calls this, so it can update its resolver in the same critical
-    section (see `_engine.complete`).
-    """
-    fut._state = state
-    fut._value = value
-    fut._exception = exc
-    cbs = fut._callbacks
-    fut._callbacks = None
-    return cbs
 
 
 class FutureList(list[TaskFuture[R]]):

@@ -140,7 +140,9 @@ class Call:
         return out
 
     def __call__(self) -> Any:
-        return self.task.invoke(self.resolved_parameters())
+        if self.rebuild:
+            return self.task.invoke(self.resolved_parameters())
+        return self.task.invoke(self.parameters)  # per run: one call fewer when no futures
 
     def __repr__(self) -> str:
         return f"<Call {self.task.name!r}>"
