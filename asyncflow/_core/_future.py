@@ -416,7 +416,7 @@ class FutureList(list[TaskFuture[R]]):
         deadline = _deadline(_validate.timeout("timeout", timeout))
         out: list[R] = []
         for fut in self:
-            if not fut._wait(_remaining(deadline)):
+            if not fut._state._final and not fut._wait(_remaining(deadline)):
                 unfinished = sum(1 for f in self if not f.done())
                 raise TimeoutError(
                     f"{unfinished} (of {len(self)}) futures unfinished after {timeout} s"
