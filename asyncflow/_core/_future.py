@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import os
 import threading
 import time
@@ -221,7 +222,7 @@ class TaskFuture(Generic[R]):
             await Suspend(self, seconds)
 
     # ---- engine side -----------------------------------------------------------------
-    def _outcome(self, raise_on_failure: bool) -> R:
+    def _outcome(self, raise_on_failure: bool = True) -> R:
         self._observed = True
         exc = self._exception
         if exc is None:
@@ -294,8 +295,9 @@ class TaskFuture(Generic[R]):
 # reports failures nobody observed, so asyncflow's own bookkeeping must not.)
 
 
-def state_of(fut: TaskFuture[Any]) -> State:
-    return fut._state
+# A C-level attribute getter, not a function: runners read it once per run (the
+# per-run hot path costs no Python frame for it).
+state_of: Callable[[TaskFuture[Any]], State] = operator.attrgetter("_state")
 
 
 def has_dependents(fut: TaskFuture[Any]) -> bool:
@@ -326,10 +328,10 @@ def was_observed(fut: TaskFuture[Any]) -> bool:
     return fut._observed
 
 
-def outcome(fut: TaskFuture[Any], raise_on_failure: bool = True) -> Any:
-    """A final future's value (or its exception: raised, or returned if not
-    `raise_on_failure`); marks it observed."""
-    return fut._outcome(raise_on_failure)
+# A final future's value (or its exception: raised, or returned if not
+# `raise_on_failure`); marks it observed. The method itself, not a wrapper: a direct
+# call of a task reads its outcome through it.
+outcome = TaskFuture._outcome
 
 
 def block_until_final(fut: TaskFuture[Any], timeout: float | None = None) -> bool:
