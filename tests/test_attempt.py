@@ -19,7 +19,7 @@ from asyncflow._core import _attempt
 from asyncflow._core._attempt import Attempts, CancelReason, Finish, Phase, Retry, Stop
 from asyncflow._core._exceptions import TaskCancelled, TaskCrashed, TaskExited, TaskTimeout
 from asyncflow._core._policy import RetryPolicy
-from asyncflow._core._states import StateType
+from asyncflow._core._states import State, StateType
 
 
 class Boom(Exception):
@@ -73,6 +73,24 @@ def test_a_returned_attempt_completes_the_run() -> None:
     assert (f.state.type, f.state.attempts, f.value, f.error) == (StateType.COMPLETED, 1, 42, None)
     assert m.phase is Phase.FINAL
     assert m.begin() == 0  # a final run never starts again
+
+
+def test_the_hot_path_gets_the_completed_state_itself() -> None:
+    m = machine()
+    m.begin()
+    state = m.returned_state()
+    assert isinstance(state, State)
+    assert (state.type, state.attempts, m.phase) == (StateType.COMPLETED, 1, Phase.FINAL)
+    assert m.returned_state() is None  # final: a second value is dropped
+
+
+def test_the_hot_path_ends_a_stopped_run_as_the_stop_says() -> None:
+    m = machine()
+    m.begin()
+    assert isinstance(m.cancel_requested(CancelReason.CANCELLED, True), Stop)
+    f = finish(m.returned_state())
+    assert (f.state.type, f.value) == (StateType.CANCELLED, None)
+    assert isinstance(f.error, TaskCancelled)
 
 
 def test_a_failure_without_retries_fails_with_the_tasks_own_error() -> None:

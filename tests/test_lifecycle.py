@@ -163,3 +163,29 @@ def test_a_process_crash_is_retried_through_the_core(tmp_path: Any) -> None:
         fut = _die_once.submit(str(tmp_path / "marker"))
         assert fut.result(timeout=30) == "second attempt"
     assert fut.state.attempts == 2
+
+
+@pytest.mark.timeout(30)
+def test_a_value_returned_after_a_cancel_does_not_complete_the_run() -> None:
+    started = threading.Event()
+
+    @task
+    async def stubborn() -> str:
+        started.set()
+        try:
+            await asyncio.sleep(WAIT)
+        except asyncio.CancelledError:
+            return "late"  # swallows the cancellation and returns a value
+        return "never"
+
+    async def main() -> None:
+        async with ThreadPoolTaskRunner():
+            fut = stubborn.submit()
+            assert await asyncio.to_thread(started.wait, WAIT)
+            assert fut.cancel() is True
+            await fut.wait_async(WAIT)
+            assert fut.state.is_cancelled()
+            with pytest.raises(exceptions.TaskCancelled):
+                fut.result()
+
+    asyncio.run(main())

@@ -133,6 +133,11 @@ class Stop:
 
 STOP = Stop()
 
+# Module constants for the per-run methods: on Python 3.11 every `Phase.X` goes through
+# the Enum metaclass's `__getattr__` hook.
+_FINAL = Phase.FINAL
+_RUNNING = Phase.RUNNING
+
 # Reasons that end a run at once even where its attempt cannot be interrupted.
 _ABANDONING = (CancelReason.TIMED_OUT, CancelReason.INTERRUPTED, CancelReason.SHUTDOWN)
 
@@ -175,21 +180,31 @@ class Attempts:
     def begin(self) -> int:
         """An attempt is about to execute: its number, or 0 if the run may not start
         (it is final, or a stop was requested while it waited)."""
-        if self.phase is Phase.FINAL or self.cancel_reason is not None:
+        if self.phase is _FINAL or self.cancel_reason is not None:
             return 0
-        self.phase = Phase.RUNNING
+        self.phase = _RUNNING
         self.attempt += 1
         return self.attempt
 
     def returned(self, value: Any) -> Finish | None:
         """The attempt returned `value`. None means the run is already final (a stop
         ended it while the attempt ran on): drop the value."""
-        if self.phase is Phase.FINAL:
+        ending = self.returned_state()
+        if isinstance(ending, State):
+            return Finish(ending, value)
+        return ending
+
+    def returned_state(self) -> State | Finish | None:
+        """`returned`, as the engine's per-run hot path needs it: the run's COMPLETED
+        state when the value completes it (the caller keeps the value: no `Finish` is
+        built per run), a Finish when a stop ends the run as its reason says, None to
+        drop the value."""
+        if self.phase is _FINAL:
             return None
         if self.cancel_reason is not None:
             return self._stopped()
-        self.phase = Phase.FINAL
-        return Finish(completed_state(self.attempt), value)
+        self.phase = _FINAL
+        return completed_state(self.attempt)
 
     def judge(self, error: BaseException) -> tuple[BaseException, bool]:
         """Before a failure is reported: the exception it stands for, and whether the

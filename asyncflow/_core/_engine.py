@@ -37,7 +37,7 @@ from . import _events, _portal
 from ._attempt import Attempts, CancelReason, Finish, Phase, Retry, Stop
 from ._context import current_run
 from ._exceptions import TaskCancelled, TaskCrashed, TaskTimeout, UpstreamFailed
-from ._future import LOCK, TaskFuture, finalize_locked, run_callbacks
+from ._future import LOCK, TaskFuture, run_callbacks
 from ._resolver import Outcome, Resolver, Skip, Upstream
 from ._run import CallSpec, RunOptions, RunOwner
 from ._states import State, StateType, running_state
@@ -353,7 +353,11 @@ def _finalize_locked(
     fut = run.future
     run.phase = _FINAL
     fut._run = None
-    cbs = finalize_locked(fut, state, value, exc)
+    fut._state = state
+    fut._value = value
+    fut._exception = exc
+    cbs = fut._callbacks
+    fut._callbacks = None
     instructions = None
     if fut._has_dependents:
         outcome = Outcome.COMPLETED if state.type is StateType.COMPLETED else Outcome.FAILED
@@ -473,12 +477,17 @@ def _call_on_running(run: Run, state: State) -> None:
 
 
 def report_value(run: Run, value: Any) -> None:
-    """The attempt returned `value` (a late value of an abandoned attempt is dropped)."""
+    """The attempt returned `value` (a late value of an abandoned attempt is dropped;
+    one that arrives after a stop ends the run as the stop says, without the value)."""
     with LOCK:
-        ins = run.returned(value)
-        if ins is None:
+        ending = run.returned_state()
+        if ending is None:
             return
-        cbs, instructions = _finalize_locked(run, ins.state, value, None)
+        if type(ending) is State:  # the common case: completed, no Finish built
+            cbs, instructions = _finalize_locked(run, ending, value, None)
+        else:
+            assert isinstance(ending, Finish)
+            cbs, instructions = _finalize_locked(run, ending.state, None, ending.error)
     _after_final(run, cbs, instructions)
 
 
@@ -670,8 +679,14 @@ def expire(run: Run) -> None:
 
 
 def _call_in_run(run: Run) -> Any:
-    current_run.set(run)  # inside the run's own context copy
-    return run.call()
+    # Inside the run's own context copy. Reset afterwards: a context that kept the run
+    # would form a cycle (run -> context -> run) that only the cyclic GC frees, and
+    # collections of 100k-run backlogs stall every thread (the GIL is held).
+    token = current_run.set(run)
+    try:
+        return run.call()
+    finally:
+        current_run.reset(token)
 
 
 def _wait_retry_delay(run: Run, delay: float) -> None:

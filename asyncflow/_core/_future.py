@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import os
 import threading
 import time
@@ -47,7 +48,6 @@ __all__ = (
     "check_can_block",
     "check_not_self",
     "error_of",
-    "finalize_locked",
     "outcome",
     "run_callbacks",
     "running_loop",
@@ -203,7 +203,10 @@ class TaskFuture(Generic[R]):
                 this run; `await future` there instead.
             CircularDependency: a task waits for its own result.
         """
-        self._wait_or_raise(timeout)
+        if not self._state._final:  # a final future skips the waiting machinery
+            self._wait_or_raise(timeout)
+        elif timeout is not None:
+            _validate.timeout("timeout", timeout)  # bad input is an error either way
         return self._outcome(raise_on_failure)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
@@ -271,11 +274,14 @@ class TaskFuture(Generic[R]):
             await Suspend(self, seconds)
 
     # ---- engine side -----------------------------------------------------------------
-    def _outcome(self, raise_on_failure: bool) -> R:
+    def _outcome(self, raise_on_failure: bool = True) -> R:
         self._observed = True
         exc = self._exception
         if exc is None:
-            return self._get_value()  # type: ignore[no-any-return]  # R is erased at runtime
+            value = self._value
+            if type(value) is Deferred:  # left where its runner ran it: load it now
+                value = self._get_value()
+            return value  # type: ignore[no-any-return]  # R is erased at runtime
         if raise_on_failure:
             raise exc
         return exc  # type: ignore[return-value]  # documented: the exception object
@@ -324,8 +330,9 @@ class TaskFuture(Generic[R]):
 # reports failures nobody observed, so asyncflow's own bookkeeping must not.)
 
 
-def state_of(fut: TaskFuture[Any]) -> State:
-    return fut._state
+# A C-level attribute getter, not a function: runners read it once per run (the
+# per-run hot path costs no Python frame for it).
+state_of: Callable[[TaskFuture[Any]], State] = operator.attrgetter("_state")
 
 
 def has_dependents(fut: TaskFuture[Any]) -> bool:
@@ -356,10 +363,10 @@ def was_observed(fut: TaskFuture[Any]) -> bool:
     return fut._observed
 
 
-def outcome(fut: TaskFuture[Any], raise_on_failure: bool = True) -> Any:
-    """A final future's value (or its exception: raised, or returned if not
-    `raise_on_failure`); marks it observed."""
-    return fut._outcome(raise_on_failure)
+# A final future's value (or its exception: raised, or returned if not
+# `raise_on_failure`); marks it observed. The method itself, not a wrapper: a direct
+# call of a task reads its outcome through it.
+outcome = TaskFuture._outcome
 
 
 def block_until_final(fut: TaskFuture[Any], timeout: float | None = None) -> bool:
@@ -436,22 +443,6 @@ def run_callbacks(fut: TaskFuture[Any], cbs: list[Callable[[Any], object]] | Non
             _call_callback(cb, fut)
 
 
-def finalize_locked(
-    fut: TaskFuture[Any], state: State, value: Any, exc: BaseException | None
-) -> list[Callable[[Any], object]] | None:
-    """Set a final state; the caller holds LOCK and runs the returned callbacks after.
-
-    Only the engine calls this, so it can update its resolver in the same critical
-    section (see `_engine.complete`).
-    """
-    fut._state = state
-    fut._value = value
-    fut._exception = exc
-    cbs = fut._callbacks
-    fut._callbacks = None
-    return cbs
-
-
 class FutureList(list[TaskFuture[R]]):
     """A `list` of futures, e.g. from `.map()`, with bulk `result`, `wait` and `await`.
 
@@ -491,7 +482,7 @@ class FutureList(list[TaskFuture[R]]):
         deadline = _deadline(_validate.timeout("timeout", timeout))
         out: list[R] = []
         for fut in self:
-            if not fut._wait(_remaining(deadline)):
+            if not fut._state._final and not fut._wait(_remaining(deadline)):
                 unfinished = sum(1 for f in self if not f.done())
                 raise TimeoutError(
                     f"{unfinished} (of {len(self)}) futures unfinished after {timeout} s"

@@ -29,6 +29,7 @@ item-specific flag `cell.abandoned` (see `abandon`).
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import queue
@@ -63,7 +64,11 @@ class WorkerPool:
         self.max_workers = max_workers
         self.name = name
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)
+        # One token per worker that finished an item and went back to the queue, as
+        # ThreadPoolExecutor's idle semaphore counts them; a deque's append and pop are
+        # atomic C calls, where `threading.Semaphore` runs Python code under a lock of
+        # its own on both sides of every item.
+        self._idle: collections.deque[None] = collections.deque()
         self._lock = threading.Lock()
         self._threads: dict[threading.Thread, _Worker] = {}
         self._blocked = 0
@@ -74,8 +79,14 @@ class WorkerPool:
         if self._closed:
             raise RuntimeError(f"worker pool {self.name!r} is shut down")
         self._queue.put((fn, arg))
-        if not self._idle.acquire(blocking=False):
-            self._spawn_if_allowed()
+        idle = self._idle
+        if idle:
+            try:
+                idle.pop()  # an idle worker will take the item
+                return
+            except IndexError:  # another submitter took the last token meanwhile
+                pass
+        self._spawn_if_allowed()
 
     def drain(self) -> list[Any]:
         """Remove and return the arguments of every queued item not yet started."""
@@ -170,9 +181,7 @@ class WorkerPool:
             t.start()
 
     def _surplus(self) -> bool:
-        # Checked without the lock first: it is almost always False.
-        if len(self._threads) <= self.max_workers + self._blocked:
-            return False
+        # The caller checks without the lock first (it is almost always False).
         with self._lock:
             if len(self._threads) > self.max_workers + self._blocked:
                 self._threads.pop(threading.current_thread(), None)
@@ -182,6 +191,7 @@ class WorkerPool:
     def _work(self, cell: _Worker) -> None:
         set_worker_pool(self)
         get = self._queue.get
+        idle_tokens = self._idle
         me = threading.current_thread()
         try:
             while True:
@@ -198,9 +208,10 @@ class WorkerPool:
                 if cell.abandoned is arg:  # given up on while it ran: the pool replaced us
                     return
                 del item, fn, arg  # drop references before blocking on the queue again
-                if self._surplus():
+                # Checked without the lock first: almost always False, once per item.
+                if len(self._threads) > self.max_workers + self._blocked and self._surplus():
                     return
-                self._idle.release()
+                idle_tokens.append(None)
         finally:
             with self._lock:
                 if self._threads.get(me) is cell:  # `abandon` may have removed us already

@@ -146,7 +146,9 @@ class Call:
         return out
 
     def __call__(self) -> Any:
-        return self.task.invoke(self.resolved_parameters())
+        if self.rebuild:
+            return self.task.invoke(self.resolved_parameters())
+        return self.task.invoke(self.parameters)  # per run: one call fewer when no futures
 
     def __repr__(self) -> str:
         return f"<Call {self.task.name!r}>"
@@ -266,6 +268,13 @@ class TaskRunner(abc.ABC):
         self._inflight.discard(run)
         if self._track_failures and state_of(run.future).type in _REPORTED:
             self._failed.append(run.future)
+        if run.cancel_reason is not None:
+            self._release_stopped(run)
+
+    def _release_stopped(self, run: Run) -> None:  # noqa: B027  (an optional hook)
+        """`run`, which a stop ended (see `run.cancel_reason`), was released: free what
+        it still holds. Called from `release_run`, so a runner that needs it does not
+        override that per-run path (most runs were never stopped)."""
 
     # ---- submission --------------------------------------------------------------------
     @overload

@@ -90,8 +90,7 @@ class ThreadPoolTaskRunner(TaskRunner):
         """The pool's live worker threads (empty when not started)."""
         return [] if self._pool is None else self._pool.threads()
 
-    def release_run(self, run: Run) -> None:
-        super().release_run(run)
+    def _release_stopped(self, run: Run) -> None:
         # A running thread cannot be stopped. But a run that timed out must not keep
         # its slot, nor be joined: its worker is abandoned (a no-op once the call has
         # returned). On Ctrl-C/SIGTERM the whole pool is left unjoined instead, and a
