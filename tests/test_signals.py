@@ -249,3 +249,60 @@ def test_bad_sigterm_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -
         get_settings()
     monkeypatch.setenv("ASYNCFLOW_HANDLE_SIGTERM", "off")
     assert get_settings().handle_sigterm is False
+
+
+SIGNAL_IN_ANOTHER_THREAD = textwrap.dedent(
+    """
+    import signal, sys, threading
+    from asyncflow import task
+    from asyncflow.task_runners import ThreadPoolTaskRunner
+
+    class Interrupted(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Interrupted()
+
+    signal.signal(signal.SIGUSR1, handler)
+    gate = threading.Event()
+
+    @task
+    def blocked():
+        gate.wait(30)
+
+    def deliver_here():  # the C handler runs in this thread, not in the main one
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+
+    with ThreadPoolTaskRunner(max_workers=1):
+        future = blocked.submit()
+        for wait in (lambda: future.result(), lambda: future.result(timeout=30)):
+            threading.Timer(0.2, deliver_here).start()
+            try:
+                wait()
+            except Interrupted:
+                print("interrupted", flush=True)
+        threading.Timer(0.2, deliver_here).start()
+        try:
+            with ThreadPoolTaskRunner(max_workers=1):  # its exit waits for the run
+                blocked.submit()
+        except Interrupted:
+            print("interrupted", flush=True)
+        gate.set()
+    """
+)
+
+
+@pytest.mark.timeout(30)
+def test_a_signal_handled_by_another_thread_still_interrupts_the_main_thread(
+    tmp_path: Any,
+) -> None:
+    # The kernel may hand Ctrl-C or SIGTERM to any thread; the main thread, blocked in
+    # `.result()` or a runner's exit, must still run the handler (it hung before).
+    script = tmp_path / "other_thread.py"
+    script.write_text(SIGNAL_IN_ANOTHER_THREAD)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=20
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["interrupted"] * 3

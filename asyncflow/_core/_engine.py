@@ -319,10 +319,20 @@ def start(run: Run) -> None:
         if not limit.acquire_or_park(run):
             return  # parked: `_release_limit` starts it when a slot frees up
         run.holds_slot = True
+    _start_run(run)
+
+
+def _start_run(run: Run) -> None:
+    """`owner.start_run(run)`; if it raises, the run ends CRASHED. A Ctrl-C or SIGTERM
+    that lands in the submitting thread meanwhile also goes on: swallowed here, the
+    script would block in its next `.result()` instead of unwinding."""
     try:
         run.owner.start_run(run)
+    except Exception as exc:
+        crashed(run, exc)
     except BaseException as exc:
         crashed(run, exc)
+        raise
 
 
 def _release_limit(limit: Any) -> None:
@@ -331,10 +341,7 @@ def _release_limit(limit: Any) -> None:
         if parked.future._state._final:  # cancelled while parked: pass the slot on
             parked.holds_slot = False
             continue
-        try:
-            parked.owner.start_run(parked)
-        except BaseException as exc:
-            crashed(parked, exc)
+        _start_run(parked)
         return
 
 

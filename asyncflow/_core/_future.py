@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from . import _validate
 from ._context import current_run, enter_blocking, exit_blocking
 from ._exceptions import CircularDependency, TaskCancelled, WouldDeadlock
+from ._signals import wait_interruptibly
 from ._states import PENDING, State, StateType
 
 if TYPE_CHECKING:
@@ -84,6 +85,9 @@ class _Waiter:
         self._lock.release()
 
     def wait(self, timeout: float | None) -> bool:
+        return wait_interruptibly(self._acquire, timeout)
+
+    def _acquire(self, timeout: float | None) -> bool:
         return self._lock.acquire(timeout=-1 if timeout is None else timeout)
 
 

@@ -29,12 +29,13 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 
 from ._exceptions import Terminated
 
-__all__ = ("claim", "release", "terminating")
+__all__ = ("claim", "release", "terminating", "wait_interruptibly")
 
 _depth = 0  # open claims (main thread only: no lock needed)
 _terminating = False
@@ -50,6 +51,35 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     _terminating = True
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends us at once
     raise Terminated()
+
+
+# The longest a Ctrl-C or SIGTERM handler waits while the main thread blocks (s).
+SIGNAL_SLICE = 0.05
+
+
+def wait_interruptibly(wait: Callable[[float | None], bool], timeout: float | None) -> bool:
+    """`wait(timeout)` (an event's wait, a lock's acquire), such that a signal handler
+    still runs soon when the main thread blocks with no timeout.
+
+    The kernel may deliver a process-directed SIGINT or SIGTERM to any thread; Python
+    then runs the handler only when the main thread next executes bytecode, which a
+    wait never does until it ends: the script would hang in `.result()` or at a
+    runner's exit instead of unwinding. In the main thread a wait is made of
+    `SIGNAL_SLICE` s slices; other threads' waits are passed through unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread() or (
+        timeout is not None and timeout <= SIGNAL_SLICE
+    ):
+        return wait(timeout)
+    if timeout is None:
+        while not wait(SIGNAL_SLICE):
+            pass
+        return True
+    deadline = time.monotonic() + timeout
+    while not wait(min(SIGNAL_SLICE, max(deadline - time.monotonic(), 0.0))):
+        if time.monotonic() >= deadline:
+            return False
+    return True
 
 
 def claim(enabled: Callable[[], bool]) -> bool:

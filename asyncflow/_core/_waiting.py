@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 from . import _validate
 from ._context import enter_blocking, exit_blocking, sync_scope
 from ._future import Suspend, TaskFuture, check_can_block, iter_futures
+from ._signals import wait_interruptibly
 
 __all__ = (
     "AsCompleted",
@@ -91,7 +92,7 @@ def _wait_sync(futures: list[TaskFuture[Any]], timeout: float | None) -> DoneAnd
             fut.add_done_callback(countdown)
         pool = enter_blocking()
         try:
-            event.wait(timeout)
+            wait_interruptibly(event.wait, timeout)
         finally:
             exit_blocking(pool)
             for fut in pending:
