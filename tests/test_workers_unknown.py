@@ -9,9 +9,7 @@ messages here are sealed by hand, as a submitter running other code would send t
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import pytest
 import workers_tasks as wt
 from helpers import WAIT
+from workers_support import ThreadWorker
 
 from asyncflow import task_worker
 from asyncflow._broker import RunStatus, broker_secret, open_broker, sign
@@ -27,25 +26,6 @@ from asyncflow._taskworkers._cli import main
 from asyncflow._taskworkers._wire import Call, encode_call
 
 pytestmark = pytest.mark.timeout(30)
-
-
-class ThreadWorker:
-    """A `TaskWorker` on a thread of this process, stopped on exit."""
-
-    def __init__(self, url: str, *tasks: Any, **options: Any) -> None:
-        self.worker = TaskWorker(tasks, url, limit=2, lease_seconds=1.0, name="w-7", **options)
-        self.thread = threading.Thread(
-            target=lambda: asyncio.run(self.worker.serve()), name="tests-task-worker"
-        )
-
-    def __enter__(self) -> TaskWorker:
-        self.thread.start()
-        return self.worker
-
-    def __exit__(self, *exc: object) -> None:
-        self.worker.stop()
-        self.thread.join(WAIT)
-        assert not self.thread.is_alive()
 
 
 @pytest.fixture
@@ -73,7 +53,7 @@ def outcome_of(url: str, run_id: str) -> BaseException:
 
 def test_a_module_worker_fails_a_task_its_module_does_not_have(url: str) -> None:
     renamed = send(url, "workers_tasks:renamed_task", i=1)
-    with ThreadWorker(url, wt.noop, wt.anoop, modules=["workers_tasks"]):
+    with ThreadWorker(url, wt.noop, wt.anoop, name="w-7", modules=["workers_tasks"]):
         error = outcome_of(url, renamed)
         assert isinstance(error, ImportError)
         assert str(error) == (
@@ -93,7 +73,7 @@ def test_a_worker_leaves_other_modules_and_unserved_keys_queued(url: str) -> Non
     other = send(url, "some_other_module:f")
     sub = send(url, "workers_tasks_extra:f")  # a module whose name extends the served one
     unserved = send(url, "workers_tasks:hold")  # a worker of single tasks serves only those
-    with ThreadWorker(url, wt.noop, modules=["workers_tasks_two"]):
+    with ThreadWorker(url, wt.noop, name="w-7", modules=["workers_tasks_two"]):
         # Claims are oldest first: once this later run is done, the worker had its chance.
         assert (
             task_worker.future(send(url, "workers_tasks:noop", i=2), broker=url).result(
@@ -109,7 +89,7 @@ def test_an_any_worker_imports_on_demand_and_fails_what_does_not_import(url: str
     ok = send(url, "workers_tasks:noop", i=5)
     missing = send(url, "no_such_module_for_asyncflow:f")
     not_a_task = send(url, "workers_tasks:WAIT")
-    with ThreadWorker(url, import_any=True) as worker:
+    with ThreadWorker(url, name="w-7", import_any=True) as worker:
         assert task_worker.future(ok, broker=url).result(timeout=WAIT) == 5
         error = outcome_of(url, missing)
         assert isinstance(error, ImportError)
@@ -132,7 +112,7 @@ def test_an_any_worker_never_imports_a_module_named_by_a_forged_message(
     (tmp_path / f"{name}.py").write_text(f"open({str(proof)!r}, 'w').close()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     forged = send(url, f"{name}:f", secret=b"not the secret")
-    with ThreadWorker(url, import_any=True):
+    with ThreadWorker(url, name="w-7", import_any=True):
         fut = task_worker.future(forged, broker=url)
         fut.wait(WAIT)
         assert fut.state.is_crashed()

@@ -159,8 +159,14 @@ class WorkerTaskRunner(TaskRunner):
             return
         self._ids[run] = new_id
         _run_ids[run.future] = new_id
-        ch.broker.enqueue(new_id, key, payload, max_deliveries=self.max_deliveries)
-        watcher(ch).watch(new_id, run)
+        watching = watcher(ch)
+        watching.watch(new_id, run)  # first: the watcher's feed position is before it
+        try:
+            ch.broker.enqueue(new_id, key, payload, max_deliveries=self.max_deliveries)
+        except BaseException:
+            watching.unwatch(new_id, run)
+            self._ids.pop(run, None)
+            raise
         if run.future.done():  # stopped while it was being sent: withdraw it
             self._withdraw(run)
 
@@ -264,7 +270,7 @@ def _rebuild(run_id_: str, ch: Channel) -> TaskFuture[Any]:
         return fut
     if status is RunStatus.LEASED:
         run.report_remote(State(StateType.RUNNING))
-    watcher(ch).watch(run_id_, run)
+    watcher(ch).watch(run_id_, run, check=True)  # it may finish before the feed's cursor
     return fut
 
 
