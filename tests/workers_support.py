@@ -226,13 +226,14 @@ class SubprocessWorkers(WorkerTaskRunner):
 
 
 class ThreadWorker:
-    """A `TaskWorker` (lease `LEASE`) on a thread of this process, stopped on exit."""
+    """A `TaskWorker` (lease `LEASE` unless given) on a thread of this process, stopped on exit."""
 
     def __init__(self, url: str, *tasks: Any, limit: int = 2, **options: Any) -> None:
         from helpers import WAIT
 
         self.wait = WAIT
-        self.worker = TaskWorker(tasks, url, limit=limit, lease_seconds=LEASE, **options)
+        options.setdefault("lease_seconds", LEASE)
+        self.worker = TaskWorker(tasks, url, limit=limit, **options)
         self.thread = threading.Thread(
             target=lambda: asyncio.run(self.worker.serve()), name="tests-task-worker"
         )

@@ -39,7 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--broker", default=None, help="broker URL (default: ASYNCFLOW_BROKER_URL)")
     worker.add_argument("--limit", type=int, default=10, help="runs at once (default 10)")
     worker.add_argument(
-        "--lease", type=float, default=DEFAULT_LEASE_SECONDS, help="lease seconds (default 30)"
+        "--lease",
+        type=float,
+        default=DEFAULT_LEASE_SECONDS,
+        help="lease seconds of runs whose runner sets none (default 30)",
     )
     worker.add_argument(
         "--grace",

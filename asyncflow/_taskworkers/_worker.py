@@ -23,7 +23,10 @@
    loop), so the task's `retries`, delays, `retry_condition_fn` and `timeout_seconds`
    apply here exactly as they do in-process; its hooks do not (they run where the
    future is, in the submitter);
-3. renew every held lease every `lease_seconds / 3`. A renewal that says the submitter
+3. renew each held lease every third of its length. A run is claimed under the
+   worker's `lease_seconds`; a call that carries its submitter's lease
+   (`WorkerTaskRunner(lease_seconds=...)`) is renewed to that one as soon as it is
+   decoded, and from then on at a third of it. A renewal that says the submitter
    cancelled the run cancels the local future (an async run stops for real; a sync one
    cannot be interrupted and finishes); one that says the lease was lost (this worker
    was presumed dead, say after SIGSTOP) drops the work: its result is not stored;
@@ -125,10 +128,12 @@ def load_tasks(specs: Iterable[Any], *, allow_none: bool = False) -> dict[str, A
 class _Held:
     """A run this worker holds: its delivery and, once submitted, its local future."""
 
-    __slots__ = ("delivery", "future", "handed_back", "lost")
+    __slots__ = ("delivery", "future", "handed_back", "lease", "lost", "renew_at")
 
-    def __init__(self, delivery: Delivery) -> None:
+    def __init__(self, delivery: Delivery, lease: float, now: float) -> None:
         self.delivery = delivery
+        self.lease = lease  # seconds: the worker's at the claim, then the call's
+        self.renew_at = now + lease / 3  # on the loop's clock
         self.future: TaskFuture[Any] | None = None
         self.lost = False  # the lease was taken over: never store a result
         self.handed_back = False  # released on shutdown: never store a result
@@ -260,6 +265,7 @@ class _Session:
         self.handlers: set[asyncio.Task[None]] = set()
         self.waiting: asyncio.Future[None] | None = None
         self.keys = list(worker.tasks)
+        self.renew_due = asyncio.Event()  # a lease got shorter: look at the schedule again
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -327,7 +333,8 @@ class _Session:
         self.waiting.add_done_callback(done)
 
     def start(self, delivery: Delivery) -> None:
-        held = self.held[delivery.run_id] = _Held(delivery)
+        now = asyncio.get_running_loop().time()
+        held = self.held[delivery.run_id] = _Held(delivery, self.worker.lease_seconds, now)
         handler = asyncio.ensure_future(self.handle(held))
         self.handlers.add(handler)
         handler.add_done_callback(self.handlers.discard)
@@ -376,6 +383,8 @@ class _Session:
             logger.error("task %s (run %s): %s", delivery.task_key, delivery.run_id, reason)
             await self.call(self.broker.dead_letter, delivery, reason)
             return None
+        if not await self.take_lease(held, call.lease_seconds):
+            return None
         try:
             task = self.worker.task_for(call)
         except ImportError as exc:  # not in its module, or (--any) no such module
@@ -400,21 +409,48 @@ class _Session:
             return self.channel.seal(delivery.run_id, failure, what, None)
 
     # ---- leases --------------------------------------------------------------------------
-    async def renew_forever(self) -> None:
-        every = self.worker.lease_seconds / 3
-        while True:
-            await asyncio.sleep(every)
-            held = list(self.held.values())
-            if held:
-                leases = await self.call(self.renew_all, [h.delivery for h in held])
-                for h, lease in zip(held, leases, strict=True):
-                    self.on_lease(h, lease)
+    async def take_lease(self, held: _Held, lease_seconds: float | None) -> bool:
+        """Renew the claim to the lease the call carries (None, or the worker's own:
+        nothing to do); False if the lease was lost meanwhile."""
+        if lease_seconds is None or lease_seconds == held.lease:
+            return True
+        held.lease = lease_seconds
+        lease = await self.call(self.broker.renew, held.delivery, lease_seconds)
+        held.renew_at = asyncio.get_running_loop().time() + lease_seconds / 3
+        self.renew_due.set()  # the renewer may be asleep until a later deadline
+        self.on_lease(held, lease)
+        return not held.lost
 
-    def renew_all(self, deliveries: list[Delivery]) -> list[Lease]:
-        return [self.broker.renew(d, self.worker.lease_seconds) for d in deliveries]
+    async def renew_forever(self) -> None:
+        """Renew each held lease at a third of its length (runs due together are
+        renewed in one call to the I/O thread)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            due = [h for h in self.held.values() if h.renew_at <= now]
+            if due:
+                leases = await self.call(self.renew_all, [(h.delivery, h.lease) for h in due])
+                renewed = loop.time()
+                for h, lease in zip(due, leases, strict=True):
+                    h.renew_at = renewed + h.lease / 3
+                    self.on_lease(h, lease)
+            nearest = min((h.renew_at for h in self.held.values()), default=None)
+            idle = self.worker.lease_seconds / 3  # a run claimed now is due no sooner
+            pause = idle if nearest is None else max(0.0, nearest - loop.time())
+            self.renew_due.clear()
+            timer = loop.call_later(min(pause, idle), self.renew_due.set)
+            try:
+                await self.renew_due.wait()
+            finally:
+                timer.cancel()
+
+    def renew_all(self, due: list[tuple[Delivery, float]]) -> list[Lease]:
+        return [self.broker.renew(delivery, lease) for delivery, lease in due]
 
     def on_lease(self, held: _Held, lease: Lease) -> None:
         if lease is Lease.HELD:
+            return
+        if self.held.get(held.delivery.run_id) is not held:  # acked meanwhile: not lost
             return
         if lease is Lease.LOST and not held.lost:
             held.lost = True
