@@ -9,12 +9,28 @@ import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import async_tasks, dag, direct, import_time, loop_lag, memory, process, threads
+from . import (
+    async_tasks,
+    broker,
+    dag,
+    direct,
+    import_time,
+    loop_lag,
+    memory,
+    process,
+    threads,
+    workers,
+)
 from ._harness import Config, Row, unavailable
 from ._report import HEADER, format_row, machine_info, write_results
 from .peers import KNOWN, peer_rows
 
 Scenario = Callable[[Config], Iterator[Row]]
+
+
+def _worker_rows(cfg: Config) -> Iterator[Row]:
+    yield from workers.worker_rows(cfg)
+    yield from broker.broker_rows(cfg)
 
 
 def _map_rows(cfg: Config) -> Iterator[Row]:
@@ -35,6 +51,7 @@ SCENARIOS: dict[str, Scenario] = {
     "stream": memory.stream_rows,
     "scaling": threads.scaling_rows,
     "process": process.process_rows,
+    "workers": _worker_rows,
 }
 DEFAULT_OUT = Path(__file__).parent / "results"
 

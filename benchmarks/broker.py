@@ -15,6 +15,8 @@ Figures (each the median of `--repeats` samples, with [min, max]):
 - file size holding 100,000 queued runs (database + WAL after a checkpoint).
 
 No timing is asserted anywhere; the numbers go to the issue's closing note.
+`broker_rows` gives the enqueue, claim+ack and watching figures as rows of
+`python -m benchmarks --only workers`.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from asyncflow._broker._sqlite import SQLiteBroker
+
+from ._harness import Config, Row, Stats, ratio_of
 
 PAYLOAD = b"x" * 200
 KEY = "bench:noop"
@@ -287,6 +291,37 @@ def _percentiles(seconds: list[float]) -> str:
 
 def _repeat(fn: Callable[[], float], repeats: int) -> list[float]:
     return [fn() for _ in range(repeats)]
+
+
+def broker_rows(cfg: Config) -> Iterator[Row]:
+    """Rows for `python -m benchmarks` (run from the repository root: the 2-process
+    case starts `python -m benchmarks.broker --child`)."""
+    n = cfg.pick(1_000, 10_000)
+    r = cfg.repeats
+    with tempfile.TemporaryDirectory(prefix="asyncflow-broker-bench-") as raw:
+        tmp = Path(raw)
+        rate = Stats(tuple(_repeat(lambda: enqueue_rate(tmp, n), r)))
+        yield Row("broker", "SQLite enqueue, one transaction each", "runs/s", rate, n=n, digits=0)
+        for limit in (1, 16):
+            rates = _repeat(functools.partial(claim_ack_rate, tmp, n, limit), r)
+            case = f"SQLite claim({limit}) + ack, 1 process"
+            yield Row("broker", case, "runs/s", Stats(tuple(rates)), n=n, digits=0)
+        two = Stats(tuple(_repeat(lambda: two_process_rate(tmp, n), r)))
+        yield Row("broker", "SQLite claim(1) + ack, 2 processes", "runs/s", two, n=n, digits=0)
+        looks = [watch_costs(tmp, n) for _ in range(r)]
+        by_feed = [feed * 1e3 for _, feed in looks]
+        by_ids = [ids * 1e3 for ids, _ in looks]
+        yield Row(
+            "broker",
+            "a submitter's look at N runs in flight (10 finished): finished_since",
+            "ms",
+            Stats(tuple(by_feed)),
+            Stats(tuple(by_ids)),
+            "outcomes(all ids)",
+            n=n,
+            ratio=ratio_of(by_feed, by_ids),
+            digits=3,
+        )
 
 
 def main(argv: list[str]) -> int:

@@ -12,6 +12,11 @@
 
 Workers are `python -m asyncflow worker benchmarks._tasks --broker sqlite:///...`
 processes, stopped with SIGTERM at the end; each scenario gets a fresh broker file.
+
+`python -m benchmarks --only workers` runs the same measurements as table rows
+(`worker_rows`, beside the broker's own rows from `benchmarks/broker.py`), with
+`cfg.repeats` samples each and the throughput interleaved with, and as a ratio to,
+`ProcessPoolTaskRunner(max_workers=2)`.
 """
 
 from __future__ import annotations
@@ -33,7 +38,12 @@ from typing import Any
 
 from asyncflow.task_runners import ProcessPoolTaskRunner, WorkerTaskRunner
 
+from ._harness import Config, Row, Stats, Target, clock, compare
 from ._tasks import noop
+
+US = 1e6
+ROUND_TRIP_TARGET = Target("p50 ≤ 5 ms", 5.0, on="value")
+THROUGHPUT_TARGET = Target("≥ 1,000 runs/s (≤ 1,000 µs/run)", 1000.0, on="value")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,6 +130,70 @@ def broker_size(directory: str, n: int) -> dict[str, float]:
     files = [path, path.with_name(path.name + "-wal")]
     size = sum(f.stat().st_size for f in files if f.exists())
     return {"queued": n, "broker_mib": size / 2**20, "enqueue_per_s": n / elapsed}
+
+
+def _round_trip_samples(url: str, n: int) -> list[float]:
+    samples = []
+    with WorkerTaskRunner(url):
+        for i in range(20):  # warm-up
+            noop.submit(i).result()
+        for i in range(n):
+            start = time.perf_counter()
+            noop.submit(i).result()
+            samples.append((time.perf_counter() - start) * 1e3)
+    return sorted(samples)
+
+
+def worker_rows(cfg: Config) -> Iterator[Row]:
+    """The rows of `python -m benchmarks --only workers` (see the module docstring)."""
+    with tempfile.TemporaryDirectory() as directory:
+        url = fresh_url(directory)
+        trips = cfg.pick(200, 1000)
+        with workers(url, 1, 10):
+            runs = [_round_trip_samples(url, trips) for _ in range(cfg.repeats)]
+        p50 = Stats(tuple(statistics.median(r) for r in runs))
+        p99 = Stats(tuple(r[int(0.99 * (len(r) - 1))] for r in runs))
+        case = "no-op round trip (submit to result), SQLite, 1 worker process"
+        yield Row("workers", f"{case}: p50", "ms", p50, n=trips, target=ROUND_TRIP_TARGET)
+        yield Row("workers", f"{case}: p99", "ms", p99, n=trips)
+
+        n = cfg.pick(1_000, 10_000)
+        url = fresh_url(directory)
+
+        def ours() -> None:
+            with WorkerTaskRunner(url):
+                assert noop.map(range(n)).result() == list(range(n))
+
+        def pool() -> None:
+            with ProcessPoolTaskRunner(max_workers=2):
+                assert noop.map(range(n)).result() == list(range(n))
+
+        with workers(url, 2, 50):
+            a, b, ratio = compare(clock(ours), clock(pool), cfg.repeats, scale=US / n)
+        yield Row(
+            "workers",
+            ".map of no-ops, 2 worker processes (running already) vs the pool (started)",
+            "µs/run",
+            a,
+            b,
+            "ProcessPoolTaskRunner(2)",
+            n=n,
+            target=THROUGHPUT_TARGET,
+            ratio=ratio,
+        )
+        rss = idle_rss(directory)["idle_worker_rss_mib"]
+        yield Row("workers", "RSS of an idle worker process", "MiB", Stats((rss,)))
+        if cfg.quick:  # 100,000 enqueues take a minute: full mode only
+            return
+        queued = 100_000
+        size = broker_size(directory, queued)["broker_mib"]
+        yield Row(
+            "workers",
+            "SQLite broker file holding N queued no-op runs",
+            "MiB",
+            Stats((size,)),
+            n=queued,
+        )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

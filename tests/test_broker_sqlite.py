@@ -136,6 +136,12 @@ def test_every_query_uses_an_index(tmp_path: Path) -> None:
         clock[0] += 10
         broker.outcomes(["r0", "r1", "r5"])
         broker.claim("w", ["m:f"], lease_seconds=5, limit=1)
+        broker.enqueue("r6", "m:g", b"p", max_deliveries=2)
+        broker.enqueue("r7", "n:h", b"p", max_deliveries=2)
+        broker.claim("w", [], lease_seconds=5, limit=1, modules=["m"])
+        broker.claim("w", [], lease_seconds=5, limit=2, any_key=True)
+        broker.claim("w", [], lease_seconds=5, limit=2, any_key=True)  # the empty read
+        broker.claim("w", [], lease_seconds=5, limit=2, modules=["m"])  # the empty read
         broker.finished_since(None)
         broker.finished_since(0)
         broker.status("r0")

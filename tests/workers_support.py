@@ -223,3 +223,26 @@ class SubprocessWorkers(WorkerTaskRunner):
         finally:
             if self.pool is not None:
                 self.pool.stop()
+
+
+class ThreadWorker:
+    """A `TaskWorker` (lease `LEASE` unless given) on a thread of this process, stopped on exit."""
+
+    def __init__(self, url: str, *tasks: Any, limit: int = 2, **options: Any) -> None:
+        from helpers import WAIT
+
+        self.wait = WAIT
+        options.setdefault("lease_seconds", LEASE)
+        self.worker = TaskWorker(tasks, url, limit=limit, **options)
+        self.thread = threading.Thread(
+            target=lambda: asyncio.run(self.worker.serve()), name="tests-task-worker"
+        )
+
+    def __enter__(self) -> TaskWorker:
+        self.thread.start()
+        return self.worker
+
+    def __exit__(self, *exc: object) -> None:
+        self.worker.stop()
+        self.thread.join(self.wait)
+        assert not self.thread.is_alive()

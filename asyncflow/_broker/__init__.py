@@ -2,10 +2,11 @@
 
 The rest of asyncflow imports brokers through this package only: `open_broker(url)`
 for a broker, `sign`/`verify` with `broker_secret(broker)` for the envelopes it
-stores, and `check_payload_size` at submit."""
+stores, and `check_payload_size` (and `check_lease_seconds`) at submit."""
 
 from ._interface import Broker, Delivery, Lease, Outcome, RunStatus
 from ._memory import MemoryBroker
+from ._rules import check_lease_seconds
 from ._signing import (
     BadSignature,
     PayloadTooLarge,
@@ -28,6 +29,7 @@ __all__ = (
     "PayloadTooLarge",
     "RunStatus",
     "broker_secret",
+    "check_lease_seconds",
     "check_payload_size",
     "default_broker_path",
     "max_payload_bytes",

@@ -19,8 +19,11 @@ A run's life in the broker:
     dead_letter(): LEASED -> DEAD (a message that failed its signature check, say)
 
 - `claim` hands a QUEUED run to one worker under a lease (`lease_seconds` from now) and
-  counts a delivery. `release` hands it back without counting one (a worker shutting
-  down that never started the run).
+  counts a delivery. It matches runs by exact task key, by module (`modules=["m"]`
+  matches every key `"m:..."`, so a worker serving a whole module also sees the
+  messages for tasks that module no longer has), or every key (`any_key=True`).
+  `release` hands it back without counting one (a worker shutting down that never
+  started the run).
 - A lease that expires (its worker died or stopped) puts the run back in the queue, or
   makes it DEAD once it has had `max_deliveries` deliveries. Expiry is checked by every
   `claim` and every `outcomes` call, so it needs no background process of its own.
@@ -94,10 +97,19 @@ class Broker(Protocol):
         """Queue a new run (a `run_id` that exists already is a `ValueError`)."""
 
     def claim(
-        self, worker: str, task_keys: Collection[str], *, lease_seconds: float, limit: int
+        self,
+        worker: str,
+        task_keys: Collection[str],
+        *,
+        lease_seconds: float,
+        limit: int,
+        modules: Collection[str] = (),
+        any_key: bool = False,
     ) -> list[Delivery]:
-        """Up to `limit` queued runs of the given task keys, oldest first, leased to
-        `worker`; [] when there are none (never blocks: see `wait`)."""
+        """Up to `limit` queued runs, oldest first, leased to `worker`: the runs whose
+        task key is in `task_keys` or whose key's module (before the ":") is in
+        `modules`, or every run if `any_key`; [] when there are none (never blocks:
+        see `wait`)."""
 
     def renew(self, delivery: Delivery, lease_seconds: float) -> Lease:
         """Extend this claim's lease to `lease_seconds` from now, if still held."""

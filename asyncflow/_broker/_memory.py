@@ -7,7 +7,8 @@ broker lives as long as the process (`close` does not forget it: another holder 
 the process may still use it), so tests give each broker its own name.
 
 Runs live in a dict; each task key has a heap of its queued runs ordered by enqueue
-sequence, with lazy deletion (a cancelled or claimed run's entry is skipped when it
+sequence (a claim by module, or of any key, takes from the heaps of the keys that
+match), with lazy deletion (a cancelled or claimed run's entry is skipped when it
 surfaces), so a claim costs O(limit log n). Leased runs are also kept in a set, which
 `claim`, `outcomes` and `finished_since` scan for overdue leases, and the ids of
 final runs in a list in the order they finished: the feed's cursor is an index into
@@ -143,6 +144,13 @@ class MemoryBroker:
             heapq.heappop(heap)  # a cancelled run's stale entry
         return None
 
+    def _matching_keys(self, keys: set[str], modules: set[str], any_key: bool) -> set[str]:
+        """The task keys with queued runs that a claim for these patterns takes from
+        (one pass over the keys that ever had a queue: there are few)."""
+        if not modules and not any_key:
+            return keys
+        return keys | {key for key in self._queued if any_key or _rules.key_module(key) in modules}
+
     # -- the Broker protocol ----------------------------------------------------------
 
     def enqueue(self, run_id: str, task_key: str, payload: bytes, *, max_deliveries: int) -> None:
@@ -157,12 +165,19 @@ class MemoryBroker:
             self._changed()
 
     def claim(
-        self, worker: str, task_keys: Collection[str], *, lease_seconds: float, limit: int
+        self,
+        worker: str,
+        task_keys: Collection[str],
+        *,
+        lease_seconds: float,
+        limit: int,
+        modules: Collection[str] = (),
+        any_key: bool = False,
     ) -> list[Delivery]:
-        _rules.check_claim(worker, task_keys, lease_seconds, limit)
-        keys = set(task_keys)
+        _rules.check_claim(worker, task_keys, lease_seconds, limit, modules)
         with self._cond:
             changed = self._expire_overdue()
+            keys = self._matching_keys(set(task_keys), set(modules), any_key)
             claimed: list[Delivery] = []
             until = self._clock() + lease_seconds
             while len(claimed) < limit:

@@ -15,7 +15,10 @@ The precise rules, beyond the state machine in `_interface`:
   CANCELLED: no worker takes a run that its submitter cancelled.
 - An expired lease of a run that has had `max_deliveries` deliveries makes it DEAD;
   otherwise the run is QUEUED again, in its original place (oldest first).
-- `claim` with no task keys claims nothing (but still expires overdue leases).
+- `claim` with no task keys, no modules and not `any_key` claims nothing (but still
+  expires overdue leases). A module matches the keys `"module:..."` exactly (module
+  `m` matches `m:f`, not `mm:f` nor `m.sub:f`); a module name is non-empty and has
+  no ":".
 - Runs whose leases expire in one call become final, for `finished_since`, in
   enqueue order.
 """
@@ -36,6 +39,7 @@ __all__ = (
     "check_lease_seconds",
     "check_purge",
     "dead_letter_reason",
+    "key_module",
     "new_token",
     "on_expiry",
     "on_release",
@@ -73,14 +77,30 @@ def check_lease_seconds(lease_seconds: float) -> None:
         raise ValueError(f"lease_seconds must be a finite number > 0, got {lease_seconds!r}")
 
 
-def check_claim(worker: str, task_keys: Collection[str], lease_seconds: float, limit: int) -> None:
+def check_claim(
+    worker: str,
+    task_keys: Collection[str],
+    lease_seconds: float,
+    limit: int,
+    modules: Collection[str] = (),
+) -> None:
     if not isinstance(worker, str) or not worker:
         raise ValueError(f"worker must be a non-empty str, got {worker!r}")
     if isinstance(task_keys, str):
         raise TypeError(f"task_keys must be a collection of str, not the str {task_keys!r}")
+    if isinstance(modules, str):
+        raise TypeError(f"modules must be a collection of str, not the str {modules!r}")
+    for module in modules:
+        if not isinstance(module, str) or not module or ":" in module:
+            raise ValueError(f"a module to claim is a non-empty name without ':', got {module!r}")
     check_lease_seconds(lease_seconds)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"limit must be an int >= 1, got {limit!r}")
+
+
+def key_module(task_key: str) -> str:
+    """The module part of a task key (`"m.sub:f"` -> `"m.sub"`)."""
+    return task_key.partition(":")[0]
 
 
 def check_purge(older_than: float) -> None:

@@ -6,7 +6,8 @@ Design:
 - One table, `runs`, one row per run until `purge` (the dead-letter record is the
   row with status 'dead': run id, task key, deliveries, reason). Partial indexes keep
   the hot queries off the finished rows: queued runs by (task key, enqueue order)
-  for `claim`, leased runs by deadline for lease expiry, and final runs by
+  for `claim` (a claim by module walks that index's key ranges: see `_key_ranges`),
+  leased runs by deadline for lease expiry, and final runs by
   `finish_seq` (1, 2, 3... in the order they finished, numbered under the write
   lock from the newest existing one) for `finished_since`. A test checks that no
   statement scans the table.
@@ -118,6 +119,15 @@ def _reset_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _key_ranges(modules: Collection[str], any_key: bool) -> list[tuple[str, str | None]]:
+    """The task-key ranges a claim by module covers: "m:" <= key < "m;" (";" follows
+    ":" in byte order: the keys of module m and nothing else); every key if
+    `any_key`. Ranges, not LIKE, so that SQLite searches the queued-runs index."""
+    if any_key:
+        return [("", None)]
+    return [(f"{module}:", f"{module};") for module in sorted(set(modules))]
 
 
 class _ThreadState(threading.local):
@@ -300,43 +310,80 @@ class SQLiteBroker:
             raise ValueError(f"run id {run_id!r} exists already in {self.url}") from None
 
     def claim(
-        self, worker: str, task_keys: Collection[str], *, lease_seconds: float, limit: int
+        self,
+        worker: str,
+        task_keys: Collection[str],
+        *,
+        lease_seconds: float,
+        limit: int,
+        modules: Collection[str] = (),
+        any_key: bool = False,
     ) -> list[Delivery]:
-        _rules.check_claim(worker, task_keys, lease_seconds, limit)
+        _rules.check_claim(worker, task_keys, lease_seconds, limit, modules)
         keys = sorted(set(task_keys))
-        if not self._claim_may_change(keys):
+        ranges = _key_ranges(modules, any_key)
+        if not self._claim_may_change(keys, ranges):
             return []
         with self._write() as conn:
             now = self._clock()
             self._expire_overdue(conn, now)
-            rows = []
-            for key in keys:  # one indexed range per key, merged: no sort of the queue
-                rows += conn.execute(
-                    "SELECT seq, run_id, task_key, payload, deliveries FROM runs"
-                    " WHERE status = 'queued' AND task_key = ? ORDER BY seq LIMIT ?",
-                    (key, limit),
-                ).fetchall()
-            rows = sorted(rows)[:limit]
+            for low, high in ranges:  # the keys with queued runs in each module
+                keys += self._queued_keys(conn, low, high)
+            rows: set[tuple[Any, ...]] = set()
+            for key in set(keys):  # one indexed range per key, merged: no sort of the queue
+                rows.update(
+                    conn.execute(
+                        "SELECT seq, run_id, task_key, payload, deliveries FROM runs"
+                        " WHERE status = 'queued' AND task_key = ? ORDER BY seq LIMIT ?",
+                        (key, limit),
+                    ).fetchall()
+                )
+            oldest = sorted(rows)[:limit]
             claimed = [
                 Delivery(run_id, key, payload, deliveries + 1, _rules.new_token())
-                for _, run_id, key, payload, deliveries in rows
+                for _, run_id, key, payload, deliveries in oldest
             ]
             conn.executemany(
                 "UPDATE runs SET status = 'leased', worker = ?, token = ?, lease_until = ?,"
                 " deliveries = deliveries + 1 WHERE seq = ?",
                 [
                     (worker, delivery.token, now + lease_seconds, row[0])
-                    for delivery, row in zip(claimed, rows, strict=True)
+                    for delivery, row in zip(claimed, oldest, strict=True)
                 ],
             )
             return claimed
 
-    def _claim_may_change(self, keys: list[str]) -> bool:
+    @staticmethod
+    def _queued_keys(conn: sqlite3.Connection, low: str, high: str | None) -> list[str]:
+        """The distinct task keys with queued runs in [low, high) (high None: no
+        bound), one index step each: O(keys log runs), however many runs are queued."""
+        below = "" if high is None else " AND task_key < ?"
+        found: list[str] = []
+        op = ">="
+        while True:
+            row = conn.execute(
+                f"SELECT task_key FROM runs WHERE status = 'queued' AND task_key {op} ?{below}"
+                " ORDER BY task_key LIMIT 1",
+                (low,) if high is None else (low, high),
+            ).fetchone()
+            if row is None:
+                return found
+            low, op = row[0], ">"
+            found.append(low)
+
+    def _claim_may_change(self, keys: list[str], ranges: list[tuple[str, str | None]]) -> bool:
         """A read (no write lock): is anything queued for these keys, or overdue?"""
         self._note_read_version()
         marks = ",".join("?" * len(keys))
         query = f"SELECT 1 FROM runs WHERE status = 'queued' AND task_key IN ({marks}) LIMIT 1"
-        return (bool(keys) and bool(self._read(query, keys))) or self._any_overdue(self._clock())
+        if keys and self._read(query, keys):
+            return True
+        for low, high in ranges:
+            below, params = ("", (low,)) if high is None else (" AND task_key < ?", (low, high))
+            query = f"SELECT 1 FROM runs WHERE status = 'queued' AND task_key >= ?{below} LIMIT 1"
+            if self._read(query, params):
+                return True
+        return self._any_overdue(self._clock())
 
     def _held(self, conn: sqlite3.Connection, delivery: Delivery) -> tuple[int, int] | None:
         """(seq, cancel_requested) of the run if this claim still holds it."""

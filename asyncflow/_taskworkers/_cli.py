@@ -1,7 +1,9 @@
 """`asyncflow worker module:task [module:task | module ...] --broker URL --limit N`.
 
-A bare `module` serves every task defined at the top level of that module. The worker
-runs until SIGTERM or SIGINT, then shuts down cleanly (`TaskWorker`) and exits 0.
+A bare `module` serves every task defined at the top level of that module, and the
+module whole: a message for a task it no longer has fails with an error naming both
+(see `TaskWorker`). `--any` serves every task, importing modules on demand. The
+worker runs until SIGTERM or SIGINT, then shuts down cleanly and exits 0.
 """
 
 from __future__ import annotations
@@ -27,12 +29,20 @@ def _parser() -> argparse.ArgumentParser:
         "worker", help="execute tasks sent through a broker (docs/workers.md)"
     )
     worker.add_argument(
-        "tasks", nargs="+", metavar="module:task", help="tasks to serve ('module' alone: all)"
+        "tasks", nargs="*", metavar="module:task", help="tasks to serve ('module' alone: all)"
+    )
+    worker.add_argument(
+        "--any",
+        action="store_true",
+        help="serve every task sent, importing its module on demand (docs/workers.md: security)",
     )
     worker.add_argument("--broker", default=None, help="broker URL (default: ASYNCFLOW_BROKER_URL)")
     worker.add_argument("--limit", type=int, default=10, help="runs at once (default 10)")
     worker.add_argument(
-        "--lease", type=float, default=DEFAULT_LEASE_SECONDS, help="lease seconds (default 30)"
+        "--lease",
+        type=float,
+        default=DEFAULT_LEASE_SECONDS,
+        help="lease seconds of runs whose runner sets none (default 30)",
     )
     worker.add_argument(
         "--grace",
@@ -64,6 +74,8 @@ def tasks_in(spec: str) -> list[Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if not args.tasks and not args.any:
+        raise SystemExit("asyncflow worker: name the tasks or modules to serve, or pass --any")
     # A SIGTERM while the tasks' modules import must still mean "stop cleanly, exit 0".
     early: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -78,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         lease_seconds=args.lease,
         grace_seconds=args.grace,
         name=args.name,
+        modules=[spec for spec in args.tasks if ":" not in spec],
+        import_any=args.any,
     )
     for sig in (signal.SIGTERM, signal.SIGINT):  # until `serve` installs its own
         signal.signal(sig, lambda signum, frame: worker.stop())

@@ -41,7 +41,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._broker import RunStatus
+from .._broker import RunStatus, check_lease_seconds
 from .._core import (
     NO_OPTIONS,
     Run,
@@ -83,6 +83,9 @@ class WorkerTaskRunner(TaskRunner):
     expires (it died) before it is dead-lettered and its future ends CRASHED.
     `max_payload_bytes`: the limit on a call's pickled size (None: the broker's
     default, 16 MiB, or `ASYNCFLOW_MAX_PAYLOAD_BYTES`).
+    `lease_seconds`: how long a worker that stops renewing (it died) keeps a run
+    before another worker gets it; the worker renews at a third of it. None: the
+    worker's own `--lease` (30 s by default).
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class WorkerTaskRunner(TaskRunner):
         *,
         max_deliveries: int = DEFAULT_MAX_DELIVERIES,
         max_payload_bytes: int | None = None,
+        lease_seconds: float | None = None,
     ) -> None:
         super().__init__()
         if broker is not None and not isinstance(broker, str):
@@ -100,6 +104,10 @@ class WorkerTaskRunner(TaskRunner):
         if max_payload_bytes is not None:
             check_count("max_payload_bytes", max_payload_bytes, minimum=1)
         self.max_payload_bytes = max_payload_bytes
+        if lease_seconds is not None:
+            check_lease_seconds(lease_seconds)
+            lease_seconds = float(lease_seconds)
+        self.lease_seconds = lease_seconds
         self._channel: Channel | None = None
         self._ids: dict[Run, str] = {}
         self._keys: weakref.WeakKeyDictionary[Any, tuple[str, Any]] = weakref.WeakKeyDictionary()
@@ -112,6 +120,7 @@ class WorkerTaskRunner(TaskRunner):
             self.broker_url,
             max_deliveries=self.max_deliveries,
             max_payload_bytes=self.max_payload_bytes,
+            lease_seconds=self.lease_seconds,
         )
 
     @property
@@ -159,8 +168,14 @@ class WorkerTaskRunner(TaskRunner):
             return
         self._ids[run] = new_id
         _run_ids[run.future] = new_id
-        ch.broker.enqueue(new_id, key, payload, max_deliveries=self.max_deliveries)
-        watcher(ch).watch(new_id, run)
+        watching = watcher(ch)
+        watching.watch(new_id, run)  # first: the watcher's feed position is before it
+        try:
+            ch.broker.enqueue(new_id, key, payload, max_deliveries=self.max_deliveries)
+        except BaseException:
+            watching.unwatch(new_id, run)
+            self._ids.pop(run, None)
+            raise
         if run.future.done():  # stopped while it was being sent: withdraw it
             self._withdraw(run)
 
@@ -170,7 +185,7 @@ class WorkerTaskRunner(TaskRunner):
         # The task layer's call binds parameters by name (futures resolved): the worker
         # submits them as they are (`CallSpec` itself only promises `parts()`).
         parameters = run.call.resolved_parameters()  # type: ignore[attr-defined]
-        call = Call(key, run.name, shipped_options(task, original), parameters)
+        call = Call(key, run.name, shipped_options(task, original), parameters, self.lease_seconds)
         data = encode_call(call)
         what = f"the call of task {run.name!r} ({key})"
         return key, ch.seal(new_id, data, what, self.max_payload_bytes)
@@ -264,7 +279,7 @@ def _rebuild(run_id_: str, ch: Channel) -> TaskFuture[Any]:
         return fut
     if status is RunStatus.LEASED:
         run.report_remote(State(StateType.RUNNING))
-    watcher(ch).watch(run_id_, run)
+    watcher(ch).watch(run_id_, run, check=True)  # it may finish before the feed's cursor
     return fut
 
 

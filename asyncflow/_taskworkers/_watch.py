@@ -1,18 +1,31 @@
 """Watching runs in the broker: one thread per broker per process reports outcomes.
 
 Every run a submitter sent (and every future rebuilt from a run id) is *watched*: the
-watcher thread asks the broker for the outcomes of all watched runs, reports each one
-to its run (`Run.report_remote`: the final state the worker computed, retries and
-timeouts included), and waits for the broker to change (`broker.wait`). It also marks
-runs `Running` once a worker holds them (the broker says LEASED): it asks for the
-status of the oldest runs not seen running yet, at most `STATUS_BATCH` per round,
-since workers claim oldest first.
+watcher thread follows the broker's feed of runs as they become final
+(`finished_since`), reports the outcome of each watched one to its run
+(`Run.report_remote`: the final state the worker computed, retries and timeouts
+included), and waits for the broker to change (`broker.wait`). A wake-up costs the
+runs that finished since the last one, not one look per run in flight.
+
+No outcome is missed: a run is watched *before* it is enqueued, and a thread that
+starts takes its cursor (`finished_since(None)`) before it returns from `watch`, so
+the feed position is before the run can finish. A future rebuilt from a run id is the
+exception (its run may have finished before the cursor): it is watched with
+`check=True`, and the thread asks `outcomes` for it once. The thread also marks runs
+`Running` once a worker holds them (the broker says LEASED): it asks for the status
+of the oldest runs not seen running yet, at most `STATUS_BATCH` per round, since
+workers claim oldest first.
 
 The thread starts when a run is watched and ends as soon as none is, so a process
-that stops submitting keeps no thread. It never
+that stops submitting keeps no thread (and its cursor goes with it: the next thread
+takes a fresh one, instead of reading all that finished meanwhile). It never
 raises a `TimeoutError` at anyone: a run's future waits as long as its run is not
 final in the broker (a lost worker's run is handed to another one, or dead-lettered
 after its deliveries, which is an outcome too).
+
+The feed lists every run of the broker, this process's or not; a submitter with few
+runs in flight beside busy neighbours reads their outcomes too (the price of one
+query per wake-up instead of one per run).
 
 Outcomes are checked before they are unpickled: a result whose seal fails ends the
 run CRASHED, and its bytes are never loaded.
@@ -37,6 +50,7 @@ logger = logging.getLogger("asyncflow")
 
 WAIT_SECONDS = 0.1  # longest wait between two looks at the broker
 STATUS_BATCH = 32  # runs asked "has a worker taken you?" per round
+FEED_BATCH = 1000  # outcomes per `finished_since` call
 _RUNNING = State(StateType.RUNNING)
 
 
@@ -48,12 +62,20 @@ class Watcher:
         self._lock = threading.Lock()
         self._runs: dict[str, list[Run]] = {}  # run id -> its runs here (rebuilt futures)
         self._queued: dict[str, None] = {}  # watched runs not seen taken, oldest first
+        self._check: dict[str, None] = {}  # rebuilt runs: ask `outcomes` once
+        self._cursor: int | None = None  # the feed position of the running thread
         self._thread: threading.Thread | None = None
 
-    def watch(self, run_id: str, run: Run) -> None:
+    def watch(self, run_id: str, run: Run, *, check: bool = False) -> None:
+        """Watch `run` (call it before the run is enqueued; `check` for a run that
+        may be final already: a future rebuilt from its id)."""
         with self._lock:
+            if self._thread is None:  # the cursor, before the caller enqueues
+                self._cursor = self.channel.broker.finished_since(None)[1]
             self._runs.setdefault(run_id, []).append(run)
             self._queued[run_id] = None
+            if check:
+                self._check[run_id] = None
             if self._thread is None:
                 retain(self.channel)  # held while the thread runs (released at its end)
                 self._thread = threading.Thread(
@@ -71,18 +93,18 @@ class Watcher:
             if not runs:
                 del self._runs[run_id]
                 self._queued.pop(run_id, None)
+                self._check.pop(run_id, None)
             return True
 
     def _serve(self) -> None:
         broker = self.channel.broker
         while True:
             with self._lock:
-                ids = list(self._runs)
-                if not ids:  # nothing left to watch: the next `watch` starts a thread
-                    self._thread = None
+                if not self._runs:  # nothing left to watch: the next `watch` starts a thread
+                    self._thread = self._cursor = None
                     break
             try:
-                self._look(ids)
+                self._look()
             except Exception:  # the broker failed (a locked file?): try again soon
                 logger.exception("watching runs in broker %s failed", self.channel.url)
             with self._lock:
@@ -91,18 +113,25 @@ class Watcher:
             broker.wait(WAIT_SECONDS)
         release(self.channel)
 
-    def _look(self, ids: list[str]) -> None:
-        for outcome in self.channel.broker.outcomes(ids):
+    def _look(self) -> None:
+        broker = self.channel.broker
+        with self._lock:
+            check = list(self._check)
+        if check:
+            self._report_all(broker.outcomes(check))
             with self._lock:
-                self._queued.pop(outcome.run_id, None)
-                runs = self._runs.pop(outcome.run_id, [])
-            for run in runs:
-                self.report(run, outcome)
+                for run_id in check:
+                    self._check.pop(run_id, None)
+        while True:
+            found, self._cursor = broker.finished_since(self._cursor, limit=FEED_BATCH)
+            self._report_all(found)
+            if len(found) < FEED_BATCH:
+                break
         with self._lock:
             queued = list(itertools.islice(self._queued, STATUS_BATCH))
         for run_id in queued:
-            status = self.channel.broker.status(run_id)
-            if status is RunStatus.QUEUED:
+            status = broker.status(run_id)
+            if status is RunStatus.QUEUED or status is None:  # None: not enqueued yet
                 continue
             with self._lock:
                 self._queued.pop(run_id, None)
@@ -110,6 +139,18 @@ class Watcher:
             if status is RunStatus.LEASED:
                 for run in runs:
                     run.report_remote(_RUNNING)
+
+    def _report_all(self, outcomes: list[Outcome]) -> None:
+        """Report the outcomes of the watched runs among `outcomes`."""
+        for outcome in outcomes:
+            with self._lock:
+                runs = self._runs.pop(outcome.run_id, None)
+                if runs is None:  # another process's run, or reported already
+                    continue
+                self._queued.pop(outcome.run_id, None)
+                self._check.pop(outcome.run_id, None)
+            for run in runs:
+                self.report(run, outcome)
 
     def report(self, run: Run, outcome: Outcome) -> None:
         """End `run` as the broker's `outcome` says (its result checked, then loaded)."""

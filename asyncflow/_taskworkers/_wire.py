@@ -7,7 +7,10 @@ else fails at submit with an error naming the task.
 
 A *call* is the task key, the options the submitter changed with `with_options`
 (retries, delays, timeout: they apply on the worker; hooks and concurrency limits stay
-with the submitter), and the arguments, futures already resolved. An *outcome* is the
+with the submitter), the arguments, futures already resolved, and the lease the
+submitter asked for (`WorkerTaskRunner(lease_seconds=...)`; None: the worker's
+`--lease`). Calls of version 1 (no lease) still decode, so workers of this version
+serve submitters of the one before. An *outcome* is the
 final state the run reached on the worker (type, name, message, attempts) with its
 value or its exception (and that exception's traceback text).
 
@@ -40,7 +43,8 @@ __all__ = (
     "task_key",
 )
 
-CALL_TAG = "asyncflow-call/1"
+CALL_TAG = "asyncflow-call/2"
+CALL_TAG_V1 = "asyncflow-call/1"  # (tag, key, name, options, parameters): no lease
 OUTCOME_TAG = "asyncflow-outcome/1"
 
 
@@ -99,22 +103,30 @@ def shipped_options(task: Any, original: Any) -> dict[str, Any] | None:
 class Call:
     """A decoded call: what a worker executes."""
 
-    __slots__ = ("key", "name", "options", "parameters")
+    __slots__ = ("key", "lease_seconds", "name", "options", "parameters")
 
     def __init__(
-        self, key: str, name: str, options: dict[str, Any] | None, parameters: dict[str, Any]
+        self,
+        key: str,
+        name: str,
+        options: dict[str, Any] | None,
+        parameters: dict[str, Any],
+        lease_seconds: float | None = None,
     ) -> None:
         self.key = key
         self.name = name
         self.options = options
         self.parameters = parameters  # bound by name, futures resolved
+        self.lease_seconds = lease_seconds  # None: the worker's default
 
 
 def encode_call(call: Call) -> bytes:
     """The pickled call; a `SerializationError` naming the task and the argument that
     cannot be pickled."""
     try:
-        return dumps((CALL_TAG, call.key, call.name, call.options, call.parameters))
+        return dumps(
+            (CALL_TAG, call.key, call.name, call.options, call.parameters, call.lease_seconds)
+        )
     except Exception as exc:
         for name, value in call.parameters.items():
             try:
@@ -133,10 +145,14 @@ def encode_call(call: Call) -> bytes:
 
 def decode_call(data: bytes) -> Call:
     """Unpickle a call whose seal was checked already."""
-    tag, key, name, options, parameters = pickle.loads(data)
-    if tag != CALL_TAG:
+    message = pickle.loads(data)
+    tag = message[0] if isinstance(message, tuple) and message else None
+    if tag == CALL_TAG_V1:
+        message = (*message, None)
+    elif tag != CALL_TAG:
         raise ValueError(f"not an asyncflow call message: {tag!r}")
-    return Call(key, name, options, parameters)
+    _, key, name, options, parameters, lease_seconds = message
+    return Call(key, name, options, parameters, lease_seconds)
 
 
 class Outcome:

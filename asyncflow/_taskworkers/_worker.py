@@ -5,14 +5,28 @@
 
 1. claim up to `limit - held` queued runs of its task keys (a message for a task it
    does not serve is never claimed, so it stays for another worker); when there are
-   none, wait for the broker to change (on a thread of its own) or a slot to free up;
+   none, wait for the broker to change (on a thread of its own) or a slot to free up.
+   Two wider claims exist, so that a message for a task no worker can import fails
+   its future instead of waiting forever:
+   - `modules=[...]` (the CLI's bare `module` form): the worker serves those modules
+     whole, so it also claims their keys that it did not find (`jobs:renamed`, sent
+     by a submitter running other code) and fails them, naming the task, the module,
+     this worker and the tasks it serves;
+   - `import_any=True` (the CLI's `--any`): it claims every key and imports a task's
+     module on first use, on this loop (only after the message passed its seal
+     check: the key that is imported is the one inside the signed call). A module
+     that does not import, or a name in it that is not a task, fails the run with
+     the ImportError's text naming the module;
 2. for each delivery, check its seal *before* unpickling it: a message that fails is
    dead-lettered with the reason and logged, never loaded; then submit the task to a
    local `ThreadPoolTaskRunner` (sync tasks on its `limit` threads, async tasks on this
    loop), so the task's `retries`, delays, `retry_condition_fn` and `timeout_seconds`
    apply here exactly as they do in-process; its hooks do not (they run where the
    future is, in the submitter);
-3. renew every held lease every `lease_seconds / 3`. A renewal that says the submitter
+3. renew each held lease every third of its length. A run is claimed under the
+   worker's `lease_seconds`; a call that carries its submitter's lease
+   (`WorkerTaskRunner(lease_seconds=...)`) is renewed to that one as soon as it is
+   decoded, and from then on at a third of it. A renewal that says the submitter
    cancelled the run cancels the local future (an async run stops for real; a sync one
    cannot be interrupted and finishes); one that says the lease was lost (this worker
    was presumed dead, say after SIGSTOP) drops the work: its result is not stored;
@@ -32,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import importlib
 import logging
 import os
 import signal
@@ -64,7 +79,33 @@ DEFAULT_GRACE_SECONDS = 30.0
 WAIT_SECONDS = 0.1  # longest blocking `broker.wait` (a stop waits for it to return)
 
 
-def load_tasks(specs: Iterable[Any]) -> dict[str, Any]:
+def import_task(key: str, worker: str) -> Any:
+    """The task at `key` ("module:qualname"), its module imported now; an ImportError
+    naming the task, the module and `worker` if there is none."""
+    module, _, qualname = key.partition(":")
+    try:
+        importlib.import_module(module)
+    except Exception as exc:
+        raise ImportError(
+            f"task {qualname!r}: module {module!r} does not import on task worker {worker}: "
+            f"{type(exc).__name__}: {exc}",
+            name=module,
+        ) from exc
+    found = find_task(module, qualname, imported_only=True)
+    if not _is_task(found) or getattr(found.fn, "__module__", None) != module:
+        raise ImportError(
+            f"task {qualname!r} is not in module {module!r} on task worker {worker} "
+            f"(found {found!r})",
+            name=module,
+        )
+    return found
+
+
+def _is_task(obj: Any) -> bool:
+    return callable(getattr(obj, "submit", None)) and hasattr(obj, "fn")
+
+
+def load_tasks(specs: Iterable[Any], *, allow_none: bool = False) -> dict[str, Any]:
     """`{task key: task}` from tasks and `"module:qualname"` strings (imported now)."""
     found: dict[str, Any] = {}
     for spec in specs:
@@ -76,10 +117,10 @@ def load_tasks(specs: Iterable[Any]) -> dict[str, Any]:
             if obj is None or not callable(getattr(obj, "submit", None)):
                 raise ValueError(f"{spec!r} is not a task (found {obj!r})")
             spec = obj
-        if not callable(getattr(spec, "submit", None)) or not hasattr(spec, "fn"):
+        if not _is_task(spec):
             raise TypeError(f"serve() takes tasks or 'module:qualname' strings, got {spec!r}")
         found[task_key(spec)] = spec
-    if not found:
+    if not found and not allow_none:
         raise ValueError("a task worker needs at least one task to serve")
     return found
 
@@ -87,10 +128,12 @@ def load_tasks(specs: Iterable[Any]) -> dict[str, Any]:
 class _Held:
     """A run this worker holds: its delivery and, once submitted, its local future."""
 
-    __slots__ = ("delivery", "future", "handed_back", "lost")
+    __slots__ = ("delivery", "future", "handed_back", "lease", "lost", "renew_at")
 
-    def __init__(self, delivery: Delivery) -> None:
+    def __init__(self, delivery: Delivery, lease: float, now: float) -> None:
         self.delivery = delivery
+        self.lease = lease  # seconds: the worker's at the claim, then the call's
+        self.renew_at = now + lease / 3  # on the loop's clock
         self.future: TaskFuture[Any] | None = None
         self.lost = False  # the lease was taken over: never store a result
         self.handed_back = False  # released on shutdown: never store a result
@@ -108,8 +151,17 @@ class TaskWorker:
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
         name: str | None = None,
+        modules: Iterable[str] = (),
+        import_any: bool = False,
     ) -> None:
-        self.tasks = load_tasks(tasks)
+        self.tasks = load_tasks(tasks, allow_none=import_any)
+        if isinstance(modules, str):
+            raise TypeError(f"modules must be a collection of module names, not {modules!r}")
+        self.modules = sorted(set(modules))  # served whole: see the module docstring
+        for module in self.modules:
+            if not module or ":" in module:
+                raise ValueError(f"modules are named without ':', got {module!r}")
+        self.import_any = bool(import_any)
         self.limit = check_count("limit", limit, minimum=1)
         if not lease_seconds > 0:
             raise ValueError(f"lease_seconds must be > 0, got {lease_seconds!r}")
@@ -146,7 +198,10 @@ class TaskWorker:
         waiter = concurrent.futures.ThreadPoolExecutor(1, "asyncflow-task-worker-wait")
         local = ThreadPoolTaskRunner(self.limit, thread_name_prefix="asyncflow-task-worker")
         local.start_unscoped(loop)
-        logger.info("task worker %s serving %s from %s", self.name, sorted(self.tasks), ch.url)
+        serving = sorted(self.tasks) + [f"{m}:*" for m in self.modules]
+        if self.import_any:
+            serving.append("any task (imported on demand)")
+        logger.info("task worker %s serving %s from %s", self.name, serving, ch.url)
         try:
             await _Session(self, ch, local, io, waiter).run()
         finally:
@@ -160,17 +215,33 @@ class TaskWorker:
             self._loop = self.wake = None
             logger.info("task worker %s stopped", self.name)
 
+    def served(self, key: str) -> Any:
+        """The task served for `key`; with `import_any`, imported on first use. An
+        ImportError naming the task, its module and this worker if there is none."""
+        found = self.tasks.get(key)
+        if found is not None:
+            return found
+        if self.import_any:
+            found = self.tasks[key] = import_task(key, self.name)
+            return found
+        module, _, qualname = key.partition(":")
+        names = sorted(k.partition(":")[2] for k in self.tasks if k.startswith(f"{module}:"))
+        raise ImportError(
+            f"task {qualname!r} is not in module {module!r} on task worker {self.name} "
+            f"(it serves: {', '.join(names) or 'nothing from it'})",
+            name=module,
+        )
+
     def task_for(self, call: Call) -> Any:
         """The task to execute for `call`: the served one without its hooks (they run
         in the submitter), with the options the submitter changed."""
+        task = self.served(call.key)
         if call.options is None:
             found = self._copies.get(call.key)
             if found is None:
-                found = self._copies[call.key] = self.tasks[call.key].with_options(
-                    on_completion=[], on_failure=[]
-                )
+                found = self._copies[call.key] = task.with_options(on_completion=[], on_failure=[])
             return found
-        return self.tasks[call.key].with_options(**call.options, on_completion=[], on_failure=[])
+        return task.with_options(**call.options, on_completion=[], on_failure=[])
 
 
 class _Session:
@@ -194,6 +265,7 @@ class _Session:
         self.handlers: set[asyncio.Task[None]] = set()
         self.waiting: asyncio.Future[None] | None = None
         self.keys = list(worker.tasks)
+        self.renew_due = asyncio.Event()  # a lease got shorter: look at the schedule again
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -231,6 +303,8 @@ class _Session:
                     self.keys,
                     lease_seconds=worker.lease_seconds,
                     limit=free,
+                    modules=worker.modules,
+                    any_key=worker.import_any,
                 )
                 if stopping.is_set():  # stopped meanwhile: hand them straight back
                     for delivery in deliveries:
@@ -259,7 +333,8 @@ class _Session:
         self.waiting.add_done_callback(done)
 
     def start(self, delivery: Delivery) -> None:
-        held = self.held[delivery.run_id] = _Held(delivery)
+        now = asyncio.get_running_loop().time()
+        held = self.held[delivery.run_id] = _Held(delivery, self.worker.lease_seconds, now)
         handler = asyncio.ensure_future(self.handle(held))
         self.handlers.add(handler)
         handler.add_done_callback(self.handlers.discard)
@@ -297,18 +372,33 @@ class _Session:
             return None
         try:
             call = decode_call(data)
-            task = self.worker.task_for(call)
         except BaseException as exc:  # a reducer may raise anything: the run fails, we go on
             error = SerializationError(
                 f"task {delivery.task_key}: its call could not be unpickled on the task "
                 f"worker: {type(exc).__name__}: {exc}"
             )
-            return self.seal(
-                delivery, encode_outcome(delivery.task_key, failed_state(error), error=error)
-            )
+            return self.failure(delivery, error)
+        if call.key != delivery.task_key:  # the signed call is for another task
+            reason = f"the message's task key does not match its signed call ({call.key})"
+            logger.error("task %s (run %s): %s", delivery.task_key, delivery.run_id, reason)
+            await self.call(self.broker.dead_letter, delivery, reason)
+            return None
+        if not await self.take_lease(held, call.lease_seconds):
+            return None
+        try:
+            task = self.worker.task_for(call)
+        except ImportError as exc:  # not in its module, or (--any) no such module
+            logger.error("task %s (run %s): %s", delivery.task_key, delivery.run_id, exc)
+            return self.failure(delivery, exc)
         held.future = fut = self.local.submit(task, call.parameters)
         await fut.wait_async()
         return self.seal(delivery, encode_future(fut))
+
+    def failure(self, delivery: Delivery, error: BaseException) -> bytes:
+        """The sealed outcome of a run that failed before its task could start."""
+        return self.seal(
+            delivery, encode_outcome(delivery.task_key, failed_state(error), error=error)
+        )
 
     def seal(self, delivery: Delivery, outcome: bytes) -> bytes:
         what = f"the result of task {delivery.task_key}"
@@ -319,21 +409,48 @@ class _Session:
             return self.channel.seal(delivery.run_id, failure, what, None)
 
     # ---- leases --------------------------------------------------------------------------
-    async def renew_forever(self) -> None:
-        every = self.worker.lease_seconds / 3
-        while True:
-            await asyncio.sleep(every)
-            held = list(self.held.values())
-            if held:
-                leases = await self.call(self.renew_all, [h.delivery for h in held])
-                for h, lease in zip(held, leases, strict=True):
-                    self.on_lease(h, lease)
+    async def take_lease(self, held: _Held, lease_seconds: float | None) -> bool:
+        """Renew the claim to the lease the call carries (None, or the worker's own:
+        nothing to do); False if the lease was lost meanwhile."""
+        if lease_seconds is None or lease_seconds == held.lease:
+            return True
+        held.lease = lease_seconds
+        lease = await self.call(self.broker.renew, held.delivery, lease_seconds)
+        held.renew_at = asyncio.get_running_loop().time() + lease_seconds / 3
+        self.renew_due.set()  # the renewer may be asleep until a later deadline
+        self.on_lease(held, lease)
+        return not held.lost
 
-    def renew_all(self, deliveries: list[Delivery]) -> list[Lease]:
-        return [self.broker.renew(d, self.worker.lease_seconds) for d in deliveries]
+    async def renew_forever(self) -> None:
+        """Renew each held lease at a third of its length (runs due together are
+        renewed in one call to the I/O thread)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            due = [h for h in self.held.values() if h.renew_at <= now]
+            if due:
+                leases = await self.call(self.renew_all, [(h.delivery, h.lease) for h in due])
+                renewed = loop.time()
+                for h, lease in zip(due, leases, strict=True):
+                    h.renew_at = renewed + h.lease / 3
+                    self.on_lease(h, lease)
+            nearest = min((h.renew_at for h in self.held.values()), default=None)
+            idle = self.worker.lease_seconds / 3  # a run claimed now is due no sooner
+            pause = idle if nearest is None else max(0.0, nearest - loop.time())
+            self.renew_due.clear()
+            timer = loop.call_later(min(pause, idle), self.renew_due.set)
+            try:
+                await self.renew_due.wait()
+            finally:
+                timer.cancel()
+
+    def renew_all(self, due: list[tuple[Delivery, float]]) -> list[Lease]:
+        return [self.broker.renew(delivery, lease) for delivery, lease in due]
 
     def on_lease(self, held: _Held, lease: Lease) -> None:
         if lease is Lease.HELD:
+            return
+        if self.held.get(held.delivery.run_id) is not held:  # acked meanwhile: not lost
             return
         if lease is Lease.LOST and not held.lost:
             held.lost = True

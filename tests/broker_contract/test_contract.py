@@ -64,6 +64,43 @@ def test_claim_filtered_by_task_key_leaves_other_keys_queued(broker: Broker) -> 
     assert ids(broker.claim("w", [OTHER], lease_seconds=LEASE, limit=10)) == ["theirs"]
 
 
+def test_claim_by_module_takes_every_key_of_that_module_only(broker: Broker) -> None:
+    enqueue(broker, "a", key="jobs:resize")
+    enqueue(broker, "b", key="jobs_old:resize")  # a module whose name extends "jobs"
+    enqueue(broker, "c", key="jobs.sub:resize")  # a submodule is a module of its own
+    enqueue(broker, "d", key="jobs:Class.method")
+    enqueue(broker, "e", key="other:f")
+    enqueue(broker, "f", key="jobs:renamed")
+    got = broker.claim("w", [], lease_seconds=LEASE, limit=10, modules=["jobs"])
+    assert ids(got) == ["a", "d", "f"]  # oldest first across the module's keys
+    assert [d.task_key for d in got] == ["jobs:resize", "jobs:Class.method", "jobs:renamed"]
+    assert all(broker.status(r) is RunStatus.QUEUED for r in "bce")
+    assert broker.claim("w", [], lease_seconds=LEASE, limit=10, modules=["jobs"]) == []
+    assert ids(broker.claim("w", [], lease_seconds=LEASE, limit=10, modules=["jobs.sub"])) == ["c"]
+
+
+def test_claim_by_key_and_module_together_is_oldest_first_and_limited(broker: Broker) -> None:
+    enqueue(broker, "a", key="n:f")
+    enqueue(broker, "b", key=KEY)
+    enqueue(broker, "c", key="n:g")
+    enqueue(broker, "d", key=KEY)
+    both = {"task_keys": [KEY, "n:f"], "modules": ["n"]}  # "n:f" is in both: once
+    assert ids(broker.claim("w", lease_seconds=LEASE, limit=3, **both)) == ["a", "b", "c"]
+    assert ids(broker.claim("w", lease_seconds=LEASE, limit=3, **both)) == ["d"]
+
+
+def test_claim_any_key_takes_every_queued_run_oldest_first(broker: Broker) -> None:
+    enqueue(broker, "a", key="z:f")
+    enqueue(broker, "b", key="a:f")
+    enqueue(broker, "c", key=KEY)
+    delivery = claim_one(broker, keys=(KEY,))  # "c", held: not handed out twice
+    assert delivery.run_id == "c"
+    got = broker.claim("w", [], lease_seconds=LEASE, limit=1, any_key=True)
+    assert ids(got) == ["a"]
+    assert ids(broker.claim("w", [], lease_seconds=LEASE, limit=5, any_key=True)) == ["b"]
+    assert broker.claim("w", [], lease_seconds=LEASE, limit=5, any_key=True) == []
+
+
 def test_a_duplicate_run_id_is_an_error(broker: Broker) -> None:
     enqueue(broker, "r1")
     with pytest.raises(ValueError, match="'r1' exists already"):
@@ -82,6 +119,8 @@ def test_a_duplicate_run_id_is_an_error(broker: Broker) -> None:
         (lambda b: b.claim("w", [KEY], lease_seconds=float("inf"), limit=1), "lease_seconds"),
         (lambda b: b.claim("w", [KEY], lease_seconds=1, limit=0), "limit"),
         (lambda b: b.claim("", [KEY], lease_seconds=1, limit=1), "worker"),
+        (lambda b: b.claim("w", [], lease_seconds=1, limit=1, modules=["m:f"]), "module"),
+        (lambda b: b.claim("w", [], lease_seconds=1, limit=1, modules=[""]), "module"),
     ],
 )
 def test_bad_arguments_are_value_errors_naming_them(
@@ -96,6 +135,8 @@ def test_bad_argument_types_are_type_errors(broker: Broker) -> None:
         broker.enqueue("r", KEY, "text", max_deliveries=1)  # type: ignore[arg-type]  # on purpose
     with pytest.raises(TypeError, match="task_keys"):
         broker.claim("w", KEY, lease_seconds=1, limit=1)
+    with pytest.raises(TypeError, match="modules"):
+        broker.claim("w", [], lease_seconds=1, limit=1, modules="mod")
     enqueue(broker, "r")
     with pytest.raises(TypeError, match="result"):
         broker.ack(claim_one(broker), "text")  # type: ignore[arg-type]  # on purpose

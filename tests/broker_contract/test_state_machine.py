@@ -31,7 +31,8 @@ from asyncflow._broker import Broker, Delivery, Lease, RunStatus
 
 from .backends import BACKENDS, FakeClock
 
-KEYS = ("m:a", "m:b", "m:c")
+KEYS = ("m:a", "m:b", "mm:c", "m.x:d")  # modules "m", "mm" and "m.x": prefixes of "m"
+MODULES = ("m", "mm", "m.x", "z")
 
 
 @dataclass
@@ -112,14 +113,24 @@ class BrokerMachine(RuleBasedStateMachine):
         keys=st.sets(st.sampled_from(KEYS), max_size=3),
         limit=st.integers(1, 3),
         lease=st.sampled_from([1.0, 5.0, 30.0]),
+        modules=st.sets(st.sampled_from(MODULES), max_size=2),
+        any_key=st.sampled_from([False, False, False, True]),
     )
-    def claim(self, keys: set[str], limit: int, lease: float) -> object:
-        got = self.broker.claim("w", keys, lease_seconds=lease, limit=limit)
+    def claim(
+        self, keys: set[str], limit: int, lease: float, modules: set[str], any_key: bool
+    ) -> object:
+        got = self.broker.claim(
+            "w", keys, lease_seconds=lease, limit=limit, modules=modules, any_key=any_key
+        )
         self.expire()
+
+        def wanted(key: str) -> bool:
+            return any_key or key in keys or key.split(":")[0] in modules
+
         queued = sorted(
             (run.seq, run_id)
             for run_id, run in self.runs.items()
-            if run.status is RunStatus.QUEUED and run.key in keys
+            if run.status is RunStatus.QUEUED and wanted(run.key)
         )
         expected = [run_id for _, run_id in queued[:limit]]
         assert [d.run_id for d in got] == expected
