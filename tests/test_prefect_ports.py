@@ -91,8 +91,9 @@ def test_wait_for_allow_failure_of_a_map_in_both_forms() -> None:
         mapped = square.map([1, 2, 3])
         inside = after.submit(wait_for=[allow_failure(mapped)])
         whole = after.submit(wait_for=allow_failure(mapped))
+        results = [inside.result(timeout=WAIT), whole.result(timeout=WAIT)]
         assert all(f.state.is_final() for f in mapped)  # both waited for every run
-        return [inside.result(timeout=WAIT), whole.result(timeout=WAIT)]
+        return results
 
     assert pipeline() == ["after", "after"]
 
