@@ -469,17 +469,7 @@ class ProcessPool:
                 return
             run.report_value(value)
             return
-        try:
-            error, text = pickle.loads(payload)
-        except BaseException as exc:  # the worker checked the round trip; this parent differs
-            error, text = (
-                SerializationError(
-                    f"task {run.future.name!r} failed, and its exception could not be "
-                    f"unpickled in the parent process: {type(exc).__name__}: {exc}"
-                ),
-                "",
-            )
-        error.__cause__ = RemoteTraceback(text)
+        error = decode_error(payload, run.future.name, "in the parent process")
         self._retry_if_due(item, run.report_error(error))
 
     def _retry_if_due(self, item: _Item, delay: float | None) -> None:
@@ -617,6 +607,23 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return f'\n"""\n{self.text}"""'
+
+
+def decode_error(data: bytes, name: str, where: str) -> BaseException:
+    """The exception `encode_error` pickled, its traceback there as `__cause__`; if it
+    cannot be unpickled `where` (the worker checked the round trip, so this process
+    differs), a `SerializationError` naming task `name`."""
+    error: BaseException
+    try:
+        error, text = pickle.loads(data)
+    except BaseException as exc:  # a reducer may raise anything, even SystemExit
+        return SerializationError(
+            f"task {name!r} failed, and its exception could not be unpickled {where}: "
+            f"{type(exc).__name__}: {exc}"
+        )
+    if text:
+        error.__cause__ = RemoteTraceback(text)
+    return error
 
 
 def _guarded(run: Run, settle: Any, *args: Any) -> None:

@@ -27,7 +27,7 @@ import sys
 from typing import Any
 
 from .._core import SerializationError, State, StateType, TaskFuture
-from .._runners._process_pool import RemoteTraceback
+from .._runners._process_pool import decode_error
 from .._runners._process_worker import dumps, encode_error
 
 __all__ = (
@@ -208,16 +208,4 @@ def decode_outcome(data: bytes, name: str) -> Outcome:
     state = State(StateType[type_name], state_name, message, attempts=attempts)
     if kind == _OK:
         return Outcome(state, pickle.loads(body))
-    try:
-        error, text = pickle.loads(body)
-    except Exception as exc:  # the worker checked the round trip; this process differs
-        error, text = (
-            SerializationError(
-                f"task {name!r} failed, and its exception could not be unpickled here: "
-                f"{type(exc).__name__}: {exc}"
-            ),
-            "",
-        )
-    if text:
-        error.__cause__ = RemoteTraceback(text)
-    return Outcome(state, None, error)
+    return Outcome(state, None, decode_error(body, name, "here"))
