@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -40,10 +39,8 @@ def test_worker_pool_abandon_frees_the_slot_and_shutdown_does_not_join() -> None
     assert pool.thread_count == 0
     pool.submit(lambda _: ran.set(), None)  # the slot is free again
     assert ran.wait(WAIT)
-    begun = time.monotonic()
     pool.shutdown(wait=True)  # joins the replacement, not the abandoned thread
-    assert time.monotonic() - begun < 1.0
-    assert abandoned.is_alive()
+    assert abandoned.is_alive()  # joining it would have waited until its gate timed out
     assert not gate.is_set()
     gate.set()
     abandoned.join(WAIT)  # it retires once its item returns
@@ -77,9 +74,12 @@ def test_abandoned_worker_blocking_wait_lends_no_slot() -> None:
 def test_timed_out_thread_run_gives_its_slot_back_and_is_not_joined() -> None:
     gate = threading.Event()
 
+    returned = threading.Event()
+
     @task(timeout_seconds=0.1)
     def blocks() -> str:
         gate.wait(WAIT)
+        returned.set()
         return "late"
 
     @task
@@ -93,9 +93,8 @@ def test_timed_out_thread_run_gives_its_slot_back_and_is_not_joined() -> None:
                 stuck.result(timeout=WAIT)
             assert quick.submit().result(timeout=WAIT) == 7  # runs while `blocks` blocks
             assert not gate.is_set()
-            begun = time.monotonic()
-        left = time.monotonic() - begun
-        assert left < 1.0, f"the with block waited {left:.1f} s for an abandoned thread"
+        # Had the block waited for the abandoned thread, its body would have returned.
+        assert not returned.is_set(), "the with block waited for an abandoned thread"
         assert stuck.state.name == "TimedOut"
     finally:
         gate.set()
@@ -107,20 +106,22 @@ def test_flow_timeout_abandons_its_running_thread_runs() -> None:
     gate = threading.Event()
     futures: list[Any] = []
 
+    returned = threading.Event()
+
     @task
     def blocks() -> None:
         gate.wait(WAIT)
+        returned.set()
 
     @flow(timeout_seconds=0.1, task_runner=ThreadPoolTaskRunner(max_workers=1))
     def slow_flow() -> None:
         futures.append(blocks.submit())
         futures[0].result()
 
-    begun = time.monotonic()
     try:
         with pytest.raises(exceptions.TaskTimeout, match="slow_flow"):
             slow_flow()
-        assert time.monotonic() - begun < 2.0
+        assert not returned.is_set()  # the flow did not wait for its abandoned thread run
         assert not gate.is_set()
         assert futures[0].state.name == "TimedOut"
     finally:
@@ -186,14 +187,12 @@ def test_a_never_returning_timed_out_task_does_not_hang_exit(tmp_path: Any, mode
         "PYTHONPATH": os.getcwd(),
         "ASYNCFLOW_TASK_RUNNER_THREAD_POOL_MAX_WORKERS": "1",
     }
-    begun = time.monotonic()
+    # The timed-out task never returns: an exit that waited for it hangs until `timeout`.
     proc = subprocess.run(
         [sys.executable, str(script), mode], capture_output=True, text=True, env=env, timeout=20
     )
-    elapsed = time.monotonic() - begun
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[:3] == ["timed out", "quick ran", "end of script"]
-    assert elapsed < 8.0, elapsed  # interpreter start-up and import included
 
 
 # ---- defect 8: sys.exit() in a task is that task failing -----------------------------

@@ -73,6 +73,9 @@ MAX_AUTO_CHUNK = 256
 MAX_FAILED_STARTS = 3  # workers dying before any call, in a row: stop and say why
 POLL_SECONDS = 0.005  # how soon a started run is reported Running
 GATE_CHECK_SECONDS = 0.05  # how often a wait on a worker's gate checks that it lives
+# How long a graceful shutdown lets busy workers finish their calls before killing them
+# (read at each shutdown: the SIGTERM tests raise it so that a graceful stop hangs).
+STOP_GRACE_SECONDS = 5.0
 
 # What `_withdraw` found: the call will be skipped, runs now, already ran, or the
 # worker is gone.
@@ -578,15 +581,16 @@ class ProcessPool:
             complete(run, State(StateType.CRASHED, message=str(err)), None, err)
 
     # ---- shutdown ------------------------------------------------------------------------
-    def shutdown(self, kill: bool = False, timeout: float = 5.0) -> None:
-        """Stop every worker (gracefully unless `kill`), then the reader thread."""
+    def shutdown(self, kill: bool = False) -> None:
+        """Stop every worker (gracefully unless `kill`: busy ones then get
+        `STOP_GRACE_SECONDS` to finish), then the reader thread."""
         workers, queued = self._take_queue(closing=True)
         for item in queued:
             cancelled(item.run, "cancelled: its runner shut down before it started")
         for w in workers:
             (_kill if kill else _stop)(w)
         self._wake()
-        self._reader.join(timeout)
+        self._reader.join(STOP_GRACE_SECONDS)
         if self._reader.is_alive():  # a worker ignored the stop: it is killed
             with self._lock:
                 workers = list(self._workers)
