@@ -72,6 +72,10 @@ class Capabilities:
     # A run whose process dies is handed to another worker (at-least-once delivery)
     # instead of ending CRASHED (which happens only after its last delivery).
     redelivers_crashes: bool = False
+    # Workers pull runs from a shared queue and a worker's sync run is not interrupted:
+    # a queued run that a worker takes between a failing flow body letting its running
+    # runs end and the flow cancelling the rest completes instead of ending Cancelled.
+    workers_take_queued_runs: bool = False
     # Known defects: topic -> reason (see `expect_defect`).
     defects: Mapping[str, str] = field(default_factory=dict)
 
@@ -207,6 +211,7 @@ _TASK_WORKERS = {
     "ships_local_tasks": False,
     "policies_in_caller": False,
     "redelivers_crashes": True,
+    "workers_take_queued_runs": True,
 }
 RUNNERS["workers-memory"] = RunnerKind(
     "workers-memory",
@@ -217,15 +222,7 @@ RUNNERS["workers-memory"] = RunnerKind(
 RUNNERS["workers-sqlite"] = RunnerKind(
     "workers-sqlite",
     _workers_subprocess,
-    Capabilities(
-        in_process=False,
-        defects={
-            "failing_flow_body": "a queued run that a worker takes between the body "
-            "opening the gate and the flow cancelling its runs completes (its worker "
-            "holds it, and a sync run is not interrupted)"
-        },
-        **_TASK_WORKERS,  # type: ignore[arg-type]  # a literal dict of the fields above
-    ),
+    Capabilities(in_process=False, **_TASK_WORKERS),  # type: ignore[arg-type]  # a literal dict of the fields above
     allow_threads=("tests-supervisor",),
     session_fixtures=("task_worker_processes",),
 )

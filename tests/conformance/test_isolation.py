@@ -98,14 +98,14 @@ def test_a_crashed_run_is_retried(
 def test_a_failing_flow_body_stops_its_runs_and_propagates(
     runner_kind: RunnerKind, caps: Capabilities, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    reason = caps.defects.get("failing_flow_body")
-    if reason is not None:  # intermittent, so not strict
-        request.node.add_marker(pytest.mark.xfail(strict=False, reason=reason))
     result = reported(probe(runner_kind, "failing_flow_body", tmp_path))
     assert result["runner_exited"], "the flow or its runner hung"
     assert result["error"] == "the body fails"
     assert result["all_done"]  # the flow did not return with runs pending
-    assert result["queued"] == ["Cancelled"]
+    if caps.workers_take_queued_runs:  # documented (workers.md): taken ones complete
+        assert set(result["queued"]) <= {"Cancelled", "Completed"}, result["queued"]
+    else:
+        assert result["queued"] == ["Cancelled"]
     # Documented: a running thread run cannot be stopped (the flow waits for it); a
     # process run's worker is killed; an abandoned (Dask) run ends Cancelled unless its
     # function returned before the cancellation reached it.
