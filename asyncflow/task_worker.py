@@ -15,6 +15,7 @@ The implementation is imported on first use, so importing asyncflow stays lean.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -30,6 +31,9 @@ def serve(
     lease_seconds: float = 30.0,
     grace_seconds: float = 30.0,
     name: str | None = None,
+    modules: Iterable[str] = (),
+    import_any: bool = False,
+    keep_results_seconds: float | None = 86400.0,
 ) -> None:
     """Execute `tasks` (tasks, or `"module:qualname"` strings) as runs for them arrive
     in the broker at `broker` (None: `ASYNCFLOW_BROKER_URL`, else the default SQLite
@@ -37,7 +41,11 @@ def serve(
     ones on its threads. Blocks until SIGTERM or SIGINT, then stops taking work,
     lets the runs it holds finish for up to `grace_seconds` (hands back the rest) and
     returns. `lease_seconds`: how long a run stays this worker's without a renewal
-    (renewed every third of it while the run executes)."""
+    (renewed every third of it while the run executes). `modules`: modules served
+    whole (a task of theirs it does not find fails, named, instead of waiting);
+    `import_any`: serve every task sent, importing its module on demand (only with a
+    signing key you trust: docs/workers.md). `keep_results_seconds`: how long a final
+    run's record and result stay in the broker (default a day; None: for good)."""
     asyncio.run(
         aserve(
             *tasks,
@@ -46,6 +54,9 @@ def serve(
             lease_seconds=lease_seconds,
             grace_seconds=grace_seconds,
             name=name,
+            modules=modules,
+            import_any=import_any,
+            keep_results_seconds=keep_results_seconds,
         )
     )
 
@@ -57,6 +68,9 @@ async def aserve(
     lease_seconds: float = 30.0,
     grace_seconds: float = 30.0,
     name: str | None = None,
+    modules: Iterable[str] = (),
+    import_any: bool = False,
+    keep_results_seconds: float | None = 86400.0,
 ) -> None:
     """`serve` on the running event loop; cancelling it stops the worker as a signal
     would (SIGTERM/SIGINT are handled when it runs in the main thread)."""
@@ -69,6 +83,9 @@ async def aserve(
         lease_seconds=lease_seconds,
         grace_seconds=grace_seconds,
         name=name,
+        modules=modules,
+        import_any=import_any,
+        keep_results_seconds=keep_results_seconds,
     )
     await worker.serve(handle_signals=True)
 

@@ -17,7 +17,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._worker import DEFAULT_GRACE_SECONDS, DEFAULT_LEASE_SECONDS, TaskWorker
+from ._worker import (
+    DEFAULT_GRACE_SECONDS,
+    DEFAULT_KEEP_RESULTS_SECONDS,
+    DEFAULT_LEASE_SECONDS,
+    TaskWorker,
+)
 
 __all__ = ("main",)
 
@@ -50,9 +55,23 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_GRACE_SECONDS,
         help="seconds to finish held runs on SIGTERM/SIGINT (default 30)",
     )
+    worker.add_argument(
+        "--keep-results",
+        type=_keep_seconds,
+        default=DEFAULT_KEEP_RESULTS_SECONDS,
+        metavar="SECONDS",
+        help="how long final runs and results stay in the broker (default 86400; 0: for good)",
+    )
     worker.add_argument("--name", default=None, help="this worker's name (default host:pid:id)")
     worker.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return parser
+
+
+def _keep_seconds(text: str) -> float | None:
+    seconds = float(text)
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0 keeps them for good), got {text!r}")
+    return seconds or None
 
 
 def tasks_in(spec: str) -> list[Any]:
@@ -92,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         name=args.name,
         modules=[spec for spec in args.tasks if ":" not in spec],
         import_any=args.any,
+        keep_results_seconds=args.keep_results,
     )
     for sig in (signal.SIGTERM, signal.SIGINT):  # until `serve` installs its own
         signal.signal(sig, lambda signum, frame: worker.stop())

@@ -31,7 +31,12 @@
    cannot be interrupted and finishes); one that says the lease was lost (this worker
    was presumed dead, say after SIGSTOP) drops the work: its result is not stored;
 4. when a run is final, store its outcome (sealed) with `ack`; the broker keeps the
-   first one written, and a late one is dropped and logged.
+   first one written, and a late one is dropped and logged;
+5. forget old runs: a record and its outcome are purged `keep_results_seconds` after
+   the run became final (default a day; None keeps them for good), checked before a
+   claim at most every `purge_interval(keep)` seconds, so that a broker that serves
+   for months does not grow without bound. Every worker purges (the delete is the
+   same whoever runs it); a future rebuilt from a purged run id reports it unknown.
 
 Stopping (`stop()`, or SIGTERM/SIGINT with `handle_signals`): no more claims; runs
 held finish within `grace_seconds`; the ones still running then are handed back
@@ -76,7 +81,14 @@ logger = logging.getLogger("asyncflow")
 T = TypeVar("T")
 DEFAULT_LEASE_SECONDS = 30.0
 DEFAULT_GRACE_SECONDS = 30.0
+DEFAULT_KEEP_RESULTS_SECONDS = 86400.0  # a day, as Celery's `result_expires`
 WAIT_SECONDS = 0.1  # longest blocking `broker.wait` (a stop waits for it to return)
+
+
+def purge_interval(keep: float) -> float:
+    """How often a worker purges runs kept `keep` seconds: a tenth of it, between 1 s
+    and an hour (a record then lives at most 10% longer than asked)."""
+    return min(max(keep / 10, 1.0), 3600.0)
 
 
 def import_task(key: str, worker: str) -> Any:
@@ -153,6 +165,7 @@ class TaskWorker:
         name: str | None = None,
         modules: Iterable[str] = (),
         import_any: bool = False,
+        keep_results_seconds: float | None = DEFAULT_KEEP_RESULTS_SECONDS,
     ) -> None:
         self.tasks = load_tasks(tasks, allow_none=import_any)
         if isinstance(modules, str):
@@ -167,6 +180,13 @@ class TaskWorker:
             raise ValueError(f"lease_seconds must be > 0, got {lease_seconds!r}")
         if not grace_seconds >= 0:
             raise ValueError(f"grace_seconds must be >= 0, got {grace_seconds!r}")
+        if keep_results_seconds is not None and not (
+            isinstance(keep_results_seconds, (int, float)) and keep_results_seconds > 0
+        ):
+            raise ValueError(
+                f"keep_results_seconds must be > 0 or None, got {keep_results_seconds!r}"
+            )
+        self.keep_results_seconds = keep_results_seconds
         self.lease_seconds = float(lease_seconds)
         self.grace_seconds = float(grace_seconds)
         self.url = url
@@ -266,6 +286,7 @@ class _Session:
         self.waiting: asyncio.Future[None] | None = None
         self.keys = list(worker.tasks)
         self.renew_due = asyncio.Event()  # a lease got shorter: look at the schedule again
+        self.purge_at = 0.0  # on the loop's clock: the first claim purges first
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -295,6 +316,7 @@ class _Session:
         assert wake is not None
         stopping = worker.stopping
         while not stopping.is_set():
+            await self.purge_if_due()
             free = worker.limit - len(self.held)
             if free > 0:
                 deliveries = await self.call(
@@ -318,6 +340,22 @@ class _Session:
             wake.clear()
             if not stopping.is_set():
                 await wake.wait()
+
+    async def purge_if_due(self) -> None:
+        """Forget the runs final for over `keep_results_seconds` (see the docstring)."""
+        keep = self.worker.keep_results_seconds
+        now = asyncio.get_running_loop().time()
+        if keep is None or now < self.purge_at:
+            return
+        self.purge_at = now + purge_interval(keep)
+        try:
+            removed = await self.call(self.broker.purge, keep)
+        except Exception:  # a broker hiccup must not stop the worker: next time
+            logger.exception("task worker %s could not purge old runs", self.worker.name)
+            return
+        if removed:
+            name = self.worker.name
+            logger.info("task worker %s forgot %d run(s) final for over %s s", name, removed, keep)
 
     def wait_for_broker(self) -> None:
         """Wake the claim loop when the broker changes (a blocking wait, on its thread)."""
