@@ -119,8 +119,26 @@ def start_worker_process(
     )
 
 
+def _catches_sigterm(pid: int) -> bool:
+    """Has process `pid` installed a SIGTERM handler (the `SigCgt` mask in /proc)?"""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:  # gone
+        return False
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+
+
 def stop_worker_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
-    """SIGTERM, then the exit code (killed if it does not exit in `timeout` s)."""
+    """SIGTERM once the worker handles it, then the exit code (killed if it does not
+    exit in `timeout` s). Waiting for the handler is what makes "exits 0" a fair
+    demand: a worker still starting its interpreter (just restarted by a supervisor)
+    dies of SIGTERM like any Python program, before asyncflow's CLI runs."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and not _catches_sigterm(proc.pid):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"task worker {proc.pid} never installed its SIGTERM handler")
+        time.sleep(0.005)  # polling /proc (it has no notification), bounded by `timeout`
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     try:
@@ -142,14 +160,11 @@ class WorkerProcesses:
         self.processes = processes
         self.workers: list[subprocess.Popen[bytes]] = []
         self.restarts = 0
-        self._born: dict[int, float] = {}
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
 
     def _start_one(self) -> subprocess.Popen[bytes]:
-        proc = start_worker_process(self.url, max(1, self.slots // self.processes))
-        self._born[proc.pid] = time.monotonic()
-        return proc
+        return start_worker_process(self.url, max(1, self.slots // self.processes))
 
     def start(self, ready: bool = False) -> WorkerProcesses:
         """Start them; `ready`: return once one has executed a run (it is claiming)."""
@@ -175,15 +190,8 @@ class WorkerProcesses:
         self._stopping.set()
         if self._supervisor is not None:
             self._supervisor.join()
-        young = {p.pid for p in self.workers if time.monotonic() - self._born[p.pid] < 1.0}
         codes = [stop_worker_process(proc) for proc in self.workers]
-        # A worker stopped during interpreter start-up (before asyncflow's CLI runs:
-        # just restarted by the supervisor) dies of SIGTERM like any Python program.
-        bad = [
-            (p.pid, code)
-            for p, code in zip(self.workers, codes, strict=True)
-            if code != 0 and not (code == -signal.SIGTERM and p.pid in young)
-        ]
+        bad = [(p.pid, code) for p, code in zip(self.workers, codes, strict=True) if code != 0]
         assert not bad, f"task workers exited with {bad}"
 
 
