@@ -104,7 +104,10 @@ def _run_and_terminate(
     tmp_path: Any, body: str, started: int, signum: int = signal.SIGTERM
 ) -> tuple[int, str, str]:
     script = tmp_path / "script.py"
-    script.write_text(SCRIPT_HEAD + textwrap.dedent(body))
+    # Guarded: process workers import the script as their main module (forkserver or
+    # spawn), and unguarded they would run the whole flow again instead of the task.
+    guarded = 'if __name__ == "__main__":\n' + textwrap.indent(textwrap.dedent(body), "    ")
+    script.write_text(SCRIPT_HEAD + guarded)
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     proc = subprocess.Popen(
         [sys.executable, str(script)],
