@@ -11,6 +11,7 @@ would hang the runner's exit, and must fail instead.
 
 from __future__ import annotations
 
+import multiprocessing.context
 import os
 import subprocess
 import sys
@@ -21,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import POLL, WAIT, Tally
+from helpers import POLL, WAIT, FileGate, Tally
 
 from asyncflow import task
+from asyncflow._runners import _process_pool
+from asyncflow._runners._process_pool import ProcessPool
 from asyncflow.exceptions import SerializationError, TaskCrashed
 from asyncflow.task_runners import ProcessPoolTaskRunner
 
@@ -133,6 +136,8 @@ sys.path.insert(0, {root!r})
 sys.path.insert(0, {tests!r})
 from helpers import Tally
 from asyncflow import task
+from asyncflow._runners import _process_pool
+from asyncflow._runners._process_pool import ProcessPool
 from asyncflow.exceptions import TaskCrashed
 from asyncflow.task_runners import ProcessPoolTaskRunner
 
@@ -236,3 +241,64 @@ def test_duplicate_and_repr_keep_the_initializer(tmp_path: Path) -> None:
     with copy:
         assert copy.submit(read_config, {"x": 1}).result() == ("copy", 1)
     assert repr(ProcessPoolTaskRunner(max_workers=1)) == "ProcessPoolTaskRunner(max_workers=1)"
+
+
+# ---- a worker still starting when the runner is abandoned ------------------------------
+STARTING = threading.Event()  # the reader thread is inside `process.start()`
+CLOSING = threading.Event()  # the runner's shutdown has taken its list of workers
+
+
+class GatedProcess(multiprocessing.context.ForkServerProcess):
+    """A worker process whose `start()` returns only once the shutdown began, so the
+    pool learns of it after taking the list of workers to kill."""
+
+    def start(self) -> None:
+        super().start()
+        STARTING.set()
+        assert CLOSING.wait(WAIT)
+
+
+class GatedContext(multiprocessing.context.ForkServerContext):
+    Process = GatedProcess
+
+
+def never_ready(gate: FileGate) -> None:
+    gate.wait()  # never opened: the worker stays in its initializer (for WAIT s at most)
+
+
+@pytest.mark.timeout(30)
+def test_a_worker_started_during_an_abandoning_shutdown_is_killed_not_awaited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CI race behind a 5 s exit after SIGTERM: the shutdown (kill=True) killed the
+    # workers it knew of, while the I/O thread was still starting one; that one was
+    # asked to stop gracefully, never read the request (still starting), and the
+    # shutdown waited its full 5 s for the I/O thread before killing it.
+    STARTING.clear()
+    CLOSING.clear()
+    take_queue = ProcessPool._take_queue
+
+    def take_queue_then_release_the_start(self: ProcessPool, closing: bool = False) -> Any:
+        taken = take_queue(self, closing)
+        if closing:
+            CLOSING.set()
+        return taken
+
+    monkeypatch.setattr(ProcessPool, "_take_queue", take_queue_then_release_the_start)
+    stopped: list[Any] = []  # workers asked to stop gracefully (a kill must never ask)
+    stop = _process_pool._stop
+    monkeypatch.setattr(_process_pool, "_stop", lambda w: (stopped.append(w), stop(w)))
+    init = never_ready
+    gate = FileGate(tmp_path / "never")
+    runner = ProcessPoolTaskRunner(
+        max_workers=1, mp_context=GatedContext(), initializer=init, initargs=(gate,)
+    )
+    with runner:
+        fut = runner.submit(whoami, {})
+        assert STARTING.wait(WAIT)
+        runner.abandon("abandoned by the test")  # as SIGTERM does
+        left = time.monotonic()
+    took = time.monotonic() - left
+    assert fut.state.is_cancelled()
+    assert stopped == []
+    assert took < 4.0, took  # the bug: the shutdown's full 5 s wait for the I/O thread

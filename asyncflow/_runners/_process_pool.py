@@ -438,7 +438,10 @@ class ProcessPool:
         with self._lock:
             self._workers.append(worker)
             if self._closing:  # shutdown began while it started: it missed the stop
-                _stop(worker)
+                # Killed, not stopped: it has no work to finish, and a worker still
+                # starting (importing the main module, in its initializer) reads no
+                # stop request: `shutdown` would wait its full timeout for it.
+                _kill(worker)
             else:
                 self._feed(worker)
 
