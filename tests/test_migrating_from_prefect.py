@@ -84,6 +84,25 @@ def check_process_pool() -> None:
         assert runner.submit(add, {"x": 2, "y": 3}).result(timeout=WAIT) == 5
 
 
+PROCESS_STATE: list[str] = []  # set by `remember` in the worker processes
+
+
+def remember(value: str) -> None:
+    PROCESS_STATE.append(value)
+
+
+@task
+def remembered() -> list[str]:
+    return PROCESS_STATE
+
+
+def check_process_initializer() -> None:
+    runner = ProcessPoolTaskRunner(max_workers=1, initializer=remember, initargs=("set",))
+    with runner:
+        assert runner.submit(remembered, {}).result(timeout=WAIT) == ["set"]
+    assert PROCESS_STATE == []  # it ran in the worker
+
+
 def check_dask() -> None:
     from asyncflow.contrib.dask import DaskTaskRunner
     from asyncflow.task_runners import DaskTaskRunner as Lazy
@@ -264,6 +283,7 @@ CHECKS: dict[str, Callable[[], None]] = {
         "ASYNCFLOW_TASK_RUNNER_THREAD_POOL_MAX_WORKERS", ThreadPoolTaskRunner
     ),
     "`ProcessPoolTaskRunner(max_workers=...)`": check_process_pool,
+    "`ProcessPoolTaskRunner(initializer=..., initargs=...)`": check_process_initializer,
     "`PREFECT_TASKS_RUNNER_PROCESS_POOL_MAX_WORKERS`": lambda: check_env(
         "ASYNCFLOW_TASK_RUNNER_PROCESS_POOL_MAX_WORKERS", ProcessPoolTaskRunner
     ),

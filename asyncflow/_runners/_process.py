@@ -29,6 +29,14 @@
   worker; asyncflow resets its own locks in forked children). As with
   `concurrent.futures`, a script must guard its entry point with
   `if __name__ == "__main__":`, since workers import the main module.
+- `initializer(*initargs)` runs once in each worker process, when it starts (and in
+  every replacement worker), before its first call, as in `concurrent.futures`. Both
+  are pickled when the runner is made (a clear error there if they cannot be). A
+  worker whose initializer raises runs nothing: its runs go to the next worker, and
+  after `MAX_FAILED_STARTS` (3) such workers in a row the waiting runs end CRASHED
+  with `TaskCrashed` naming the initializer and its exception (the `__cause__`).
+  No pool-wide "broken" state as in `concurrent.futures`: a later submission starts
+  workers again.
 - Tasks that submit tasks inside a worker use that worker's own default thread runner
   (a runner cannot span processes).
 """
@@ -36,9 +44,11 @@
 from __future__ import annotations
 
 import os
+import reprlib
 import threading
 import warnings
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .._core import Run, StateType, cancelled, state_of
 from ..settings import get_settings
@@ -47,7 +57,7 @@ from ._base import TaskRunner, check_max_workers
 if TYPE_CHECKING:  # multiprocessing is imported when a runner is configured or started
     from multiprocessing.context import BaseContext
 
-    from ._process_pool import ProcessPool
+    from ._process_pool import Initializer, ProcessPool
 
 __all__ = ("ProcessPoolTaskRunner",)
 
@@ -70,6 +80,60 @@ def _check_context(mp_context: str | BaseContext) -> BaseContext:
     return mp_context
 
 
+def _check_initializer(
+    initializer: Callable[..., object] | None, initargs: tuple[Any, ...]
+) -> Initializer | None:
+    """`initializer` and `initargs` checked and pickled once (None: no initializer):
+    a clear error now, naming the runner and the value, rather than in every worker."""
+    if initializer is not None and not callable(initializer):
+        raise TypeError(
+            f"ProcessPoolTaskRunner: initializer must be a callable or None, got "
+            f"{type(initializer).__name__}: {initializer!r}"
+        )
+    if not isinstance(initargs, tuple):
+        raise TypeError(
+            f"ProcessPoolTaskRunner: initargs must be a tuple, got "
+            f"{type(initargs).__name__}: {initargs!r}"
+        )
+    if initializer is None:
+        if initargs:
+            raise ValueError(
+                f"ProcessPoolTaskRunner: initargs={initargs!r} given without an initializer"
+            )
+        return None
+    from .._core import SerializationError
+    from ._process_pool import Initializer
+    from ._process_worker import dumps
+
+    name = _callable_name(initializer)
+    try:
+        data = dumps((initializer, initargs))
+    except Exception as exc:
+        what = f"initargs of initializer {name!r}" if _pickles(initializer) else "initializer"
+        raise SerializationError(
+            f"ProcessPoolTaskRunner: the {what} cannot be pickled to send to its worker "
+            f"processes ({initializer!r}, initargs={reprlib.repr(initargs)}): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    return Initializer(data, name, "ProcessPoolTaskRunner")
+
+
+def _pickles(value: object) -> bool:
+    from ._process_worker import dumps
+
+    try:
+        dumps(value)
+    except Exception:
+        return False
+    return True
+
+
+def _callable_name(fn: object) -> str:
+    """`setup` for a function, the repr of a partial or a callable object."""
+    name = getattr(fn, "__qualname__", None)
+    return name if isinstance(name, str) else repr(fn)
+
+
 class ProcessPoolTaskRunner(TaskRunner):
     """Runs tasks in up to `max_workers` worker processes.
 
@@ -77,6 +141,8 @@ class ProcessPoolTaskRunner(TaskRunner):
     the number of CPUs this process may use. `mp_context` is a start method name
     ("forkserver", "spawn", "fork") or a `multiprocessing` context. `chunksize` fixes
     how many queued runs a worker receives at once (default: chosen from the queue).
+    `initializer(*initargs)` runs once in each worker process before its first call
+    (both are pickled, by cloudpickle when plain pickle cannot: checked here).
     """
 
     def __init__(
@@ -85,6 +151,8 @@ class ProcessPoolTaskRunner(TaskRunner):
         *,
         mp_context: str | BaseContext | None = None,
         chunksize: int | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
     ) -> None:
         super().__init__()
         max_workers = check_max_workers(
@@ -99,6 +167,9 @@ class ProcessPoolTaskRunner(TaskRunner):
         self._max_workers = max_workers
         self._mp_context = mp_context
         self._chunksize = chunksize
+        self._init = _check_initializer(initializer, initargs)
+        self._initializer = initializer
+        self._initargs = initargs
         self._pool: ProcessPool | None = None
 
     @property
@@ -107,10 +178,21 @@ class ProcessPoolTaskRunner(TaskRunner):
         return self._max_workers
 
     def duplicate(self) -> ProcessPoolTaskRunner:
-        return type(self)(self._max_workers, mp_context=self._mp_context, chunksize=self._chunksize)
+        return type(self)(
+            self._max_workers,
+            mp_context=self._mp_context,
+            chunksize=self._chunksize,
+            initializer=self._initializer,
+            initargs=self._initargs,
+        )
 
     def __repr__(self) -> str:
-        return f"ProcessPoolTaskRunner(max_workers={self._max_workers})"
+        init = ""
+        if self._init is not None:
+            init = f", initializer={self._init.name}"
+            if self._initargs:
+                init += f", initargs={reprlib.repr(self._initargs)}"
+        return f"ProcessPoolTaskRunner(max_workers={self._max_workers}{init})"
 
     def _start_resources(self) -> None:
         from ._process_pool import ProcessPool, default_context
@@ -118,7 +200,9 @@ class ProcessPoolTaskRunner(TaskRunner):
         context = self._mp_context or default_context()
         if context.get_start_method() == "fork":
             _warn_if_threads()
-        self._pool = ProcessPool(self._max_workers, context, self._chunksize, "asyncflow-process")
+        self._pool = ProcessPool(
+            self._max_workers, context, self._chunksize, "asyncflow-process", self._init
+        )
 
     def _stop_resources(self) -> None:
         pool, self._pool = self._pool, None

@@ -21,6 +21,13 @@ ones and polls for starts. A worker is only sent work when it is idle (all its
 results read), so neither side can block the other on a full pipe. The reader never
 dies of an unexpected error: the runs it was handling fail (CRASHED), the rest go on.
 
+Failed starts: a worker that exits before running anything (a script without a
+`__main__` guard, a raising initializer) gives its runs back to the queue; after
+`MAX_FAILED_STARTS` such exits in a row the queued runs end CRASHED saying why (the
+initializer's own exception is the error's `__cause__`), so a pool that cannot start
+a working worker fails its runs instead of restarting workers for ever. A later
+submission tries again (the fault may have been passing: a database not up yet).
+
 Forked workers (`mp_context="fork"`) close the parent's ends of every worker's pipes
 they inherit (`register_after_fork`), so each worker's `alive` pipe closes when the
 parent dies, whatever the start method.
@@ -65,7 +72,7 @@ from ._process_worker import (
     worker_main,
 )
 
-__all__ = ("ProcessPool",)
+__all__ = ("Initializer", "ProcessPool")
 
 logger = logging.getLogger("asyncflow")
 
@@ -113,6 +120,7 @@ class _Worker:
         self.cells = cells  # shared: PROGRESS, STARTED, CANCELS (see _process_worker)
         self.gate = gate  # shared lock: deciding "skip or start" for the next call
         self.reported = False  # it sent a result: it started properly
+        self.init_error: BaseException | None = None  # its initializer raised this
         self.killed = False  # we killed it (cancel, timeout, shutdown)
         self.conn = conn  # duplex pipe to the worker
         self.alive = alive  # never written: the worker exits when it closes
@@ -143,9 +151,15 @@ class ProcessPool:
     """Up to `max_workers` worker processes fed from one queue of runs."""
 
     def __init__(
-        self, max_workers: int, context: BaseContext, chunksize: int | None, name: str
+        self,
+        max_workers: int,
+        context: BaseContext,
+        chunksize: int | None,
+        name: str,
+        initializer: Initializer | None = None,
     ) -> None:
         self._max_workers = max_workers
+        self._initializer = initializer
         self._context: Any = context  # typeshed's BaseContext lacks Process/Pipe/RawArray
         self._chunksize = chunksize
         self._name = name
@@ -299,8 +313,8 @@ class ProcessPool:
             self._sent[item.run] = (worker, item)
         try:
             worker.conn.send_bytes(pickle.dumps(batch, protocol=5))
-        except OSError:
-            _kill(worker)  # broken pipe: the reader will see it die and re-queue
+        except OSError:  # broken pipe: it is exiting; the reader sees it die and re-queues
+            _kill(worker, ours=False)  # not a kill of ours: its death may be a failed start
         if self._reader_sleeps:  # it must poll for the start of these runs
             self._reader_sleeps = False
             self._wake()
@@ -405,7 +419,7 @@ class ProcessPool:
             item.marked = True
 
     def _start_worker(self) -> None:
-        context = self._context
+        context, init = self._context, self._initializer
         parent_end, child_end = context.Pipe(duplex=True)
         alive_r, alive_w = context.Pipe(duplex=False)
         for parent_side in (parent_end, alive_w):  # forked workers must not keep them open
@@ -414,7 +428,7 @@ class ProcessPool:
         gate = context.Lock()
         process = context.Process(
             target=worker_main,
-            args=(child_end, alive_r, cells, gate),
+            args=(child_end, alive_r, cells, gate, init and init.data),
             name=f"{self._name}-worker-{next(self._worker_ids)}",
             daemon=True,
         )
@@ -427,7 +441,10 @@ class ProcessPool:
         with self._lock:
             self._workers.append(worker)
             if self._closing:  # shutdown began while it started: it missed the stop
-                _stop(worker)
+                # Killed, not stopped: it has no work to finish, and a worker still
+                # starting (importing the main module, in its initializer) reads no
+                # stop request: `shutdown` would wait its full timeout for it.
+                _kill(worker)
             else:
                 self._feed(worker)
 
@@ -442,8 +459,11 @@ class ProcessPool:
         return True
 
     def _on_result(self, worker: _Worker, data: bytes) -> None:
-        worker.reported = True
         results = pickle.loads(data)  # plain tuples: the values are still bytes
+        if isinstance(results, bytes):  # its initializer failed: it exits now
+            self._on_init_failure(worker, results)
+            return
+        worker.reported = True
         with self._lock:
             items = [worker.inflight.popleft() for _ in results]
             last = items[-1].seq
@@ -474,6 +494,21 @@ class ProcessPool:
             return
         error = decode_error(payload, run.future.name, "in the parent process")
         self._retry_if_due(item, run.report_error(error))
+
+    def _on_init_failure(self, worker: _Worker, payload: bytes) -> None:
+        init = self._initializer
+        assert init is not None  # only a worker given an initializer sends this
+        failed = f"the initializer {init.name!r} failed"
+        error = decode_error(payload, init.name, "in the parent process", failed=failed)
+        worker.init_error = error
+        logger.error(
+            "the initializer %r of %s failed in worker process %s (pid %s)",
+            init.name,
+            init.runner,
+            worker.process.name,
+            worker.process.pid,
+            exc_info=error,
+        )
 
     def _retry_if_due(self, item: _Item, delay: float | None) -> None:
         """After a failed or crashed attempt the core said: another attempt after
@@ -529,18 +564,34 @@ class ProcessPool:
     def _count_failed_start(
         self, worker: _Worker, running_id: int, pid: int | None, code: int | None
     ) -> None:
-        if worker.reported or running_id >= 0 or worker.killed or self._closing:
+        """A worker died: one more failed start in a row (it ran nothing: it was not
+        killed by us, or its initializer failed), or a reset of the count."""
+        init_failed = worker.init_error is not None
+        ran = worker.reported or running_id >= 0 or worker.killed
+        if self._closing or (ran and not init_failed):
             self._failed_starts = 0
             return
         self._failed_starts += 1
         if self._failed_starts >= MAX_FAILED_STARTS:
             self._failed_starts = 0
-            self._fail_queue(
-                f"worker processes exit before running anything ({_describe_exit(pid, code)}"
-                f", {MAX_FAILED_STARTS} times in a row). Workers import the main module: "
-                "a script that runs flows when imported must guard them with "
-                "`if __name__ == '__main__':`"
+            self._fail_queue(self._why_starts_fail(worker, pid, code), worker.init_error)
+
+    def _why_starts_fail(self, worker: _Worker, pid: int | None, code: int | None) -> str:
+        in_a_row = f"{MAX_FAILED_STARTS} times in a row"
+        init, error = self._initializer, worker.init_error
+        if init is not None and error is not None:
+            return (
+                f"the initializer {init.name!r} of {init.runner} failed in its worker process "
+                f"(pid {pid}), {in_a_row}: {type(error).__name__}: {error}"
             )
+        why = (
+            f"worker processes exit before running anything ({_describe_exit(pid, code)}, "
+            f"{in_a_row}). Workers import the main module: a script that runs flows when "
+            "imported must guard them with `if __name__ == '__main__':`"
+        )
+        if init is not None:
+            why += f"; or the initializer {init.name!r} ends the worker process"
+        return why
 
     def _fail_worker(self, worker: _Worker, exc: BaseException) -> None:
         """The reader failed while handling `worker`: end its runs CRASHED, drop it."""
@@ -573,11 +624,12 @@ class ProcessPool:
         for item in items:
             crashed(item.run, exc)
 
-    def _fail_queue(self, why: str) -> None:
+    def _fail_queue(self, why: str, cause: BaseException | None = None) -> None:
         """End every queued run CRASHED: workers cannot be started (reader thread)."""
         for item in self._take_queue()[1]:
             run = item.run
             err = TaskCrashed(f"task {run.future.name!r} crashed: {why}")
+            err.__cause__ = cause
             complete(run, State(StateType.CRASHED, message=str(err)), None, err)
 
     # ---- shutdown ------------------------------------------------------------------------
@@ -602,6 +654,17 @@ class ProcessPool:
         os.close(self._wake_w)
 
 
+class Initializer:
+    """A runner's `initializer(*initargs)`, pickled once, with the names messages use."""
+
+    __slots__ = ("data", "name", "runner")
+
+    def __init__(self, data: bytes, name: str, runner: str) -> None:
+        self.data = data  # pickled `(initializer, initargs)`
+        self.name = name  # its qualified name, or its repr (a partial, a callable object)
+        self.runner = runner  # the runner's class name, for messages
+
+
 class RemoteTraceback(Exception):
     """The `__cause__` of an exception raised in a worker: its traceback there."""
 
@@ -613,16 +676,18 @@ class RemoteTraceback(Exception):
         return f'\n"""\n{self.text}"""'
 
 
-def decode_error(data: bytes, name: str, where: str) -> BaseException:
+def decode_error(data: bytes, name: str, where: str, failed: str | None = None) -> BaseException:
     """The exception `encode_error` pickled, its traceback there as `__cause__`; if it
     cannot be unpickled `where` (the worker checked the round trip, so this process
-    differs), a `SerializationError` naming task `name`."""
+    differs), a `SerializationError` naming task `name` (or saying `failed`: what
+    failed, when it is not a task)."""
     error: BaseException
     try:
         error, text = pickle.loads(data)
     except BaseException as exc:  # a reducer may raise anything, even SystemExit
         return SerializationError(
-            f"task {name!r} failed, and its exception could not be unpickled {where}: "
+            f"{failed or f'task {name!r} failed'}, and its exception could not be "
+            f"unpickled {where}: "
             f"{type(exc).__name__}: {exc}"
         )
     if text:
@@ -647,8 +712,8 @@ def _stop(worker: _Worker) -> None:
         _kill(worker)
 
 
-def _kill(worker: _Worker) -> None:
-    worker.killed = True
+def _kill(worker: _Worker, ours: bool = True) -> None:
+    worker.killed = worker.killed or ours
     try:
         worker.process.kill()
     except (OSError, ValueError):  # already gone or closed

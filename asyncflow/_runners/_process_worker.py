@@ -28,7 +28,15 @@ is_async), ...])` where `fn_entry` is `(task_name, fn_bytes)` the first time thi
 worker sees that function; `pickle(seq)`, a skip notice (read only as `CANCELS`
 says); or `b""` to stop. Worker -> parent: `pickle([(run_id, kind, payload), ...])`,
 payload being the pickled value (kind OK), the pickled `(exception,
-traceback_text)` (kind ERROR), or empty (kind SKIPPED).
+traceback_text)` (kind ERROR), or empty (kind SKIPPED); or, once and last,
+`pickle(error_bytes)` (bytes, not a list): the runner's initializer failed.
+
+The initializer (`ProcessPoolTaskRunner(initializer=, initargs=)`) arrives pickled
+with the worker's arguments and runs once, when the worker starts, before it reads
+its first batch (as in `concurrent.futures`). If it raises (or cannot be unpickled
+here), the worker says why and exits without running anything: the parent counts
+that as a failed start (see `_process_pool`), so a broken initializer ends the runs
+that waited for it instead of restarting workers for ever.
 
 Values cross with `pickle` when they can (fast) and with cloudpickle otherwise
 (closures, lambdas, classes defined in `__main__` or inside functions).
@@ -186,7 +194,26 @@ class _Skips:
         return True
 
 
-def worker_main(conn: Connection, alive: Connection, cells: Any, gate: Any) -> None:
+def _initialize(conn: Connection, initializer: bytes | None) -> bool:
+    """Run the pickled `(initializer, initargs)`, if any; if it fails, tell the parent
+    why and say False (the worker then exits)."""
+    if initializer is None:
+        return True
+    try:
+        fn, args = pickle.loads(initializer)
+        fn(*args)
+    except BaseException as exc:  # even SystemExit: the parent must learn why
+        try:
+            conn.send_bytes(pickle.dumps(encode_error(exc), protocol=5))
+        except OSError:  # the parent is gone: nobody to tell
+            pass
+        return False
+    return True
+
+
+def worker_main(
+    conn: Connection, alive: Connection, cells: Any, gate: Any, initializer: bytes | None = None
+) -> None:
     """The worker's main loop (the target of its `multiprocessing.Process`)."""
     # Ctrl-C in a terminal reaches the whole process group: the parent decides what
     # happens to running tasks (it kills their workers), so workers ignore SIGINT.
@@ -204,6 +231,8 @@ def worker_main(conn: Connection, alive: Connection, cells: Any, gate: Any) -> N
     seq = 0
     loop: asyncio.AbstractEventLoop | None = None
     try:
+        if not _initialize(conn, initializer):
+            return
         while True:
             try:
                 data = conn.recv_bytes()
