@@ -119,7 +119,7 @@ def start_worker_process(
     )
 
 
-def _catches_sigterm(pid: int) -> bool:
+def catches_sigterm(pid: int) -> bool:
     """Has process `pid` installed a SIGTERM handler (the `SigCgt` mask in /proc)?"""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
@@ -135,7 +135,7 @@ def stop_worker_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) ->
     demand: a worker still starting its interpreter (just restarted by a supervisor)
     dies of SIGTERM like any Python program, before asyncflow's CLI runs."""
     deadline = time.monotonic() + timeout
-    while proc.poll() is None and not _catches_sigterm(proc.pid):
+    while proc.poll() is None and not catches_sigterm(proc.pid):
         if time.monotonic() > deadline:
             raise AssertionError(f"task worker {proc.pid} never installed its SIGTERM handler")
         time.sleep(0.005)  # polling /proc (it has no notification), bounded by `timeout`

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from helpers import SHORT_WAIT, FileGate, Tally, ident
+from helpers import WAIT, FileGate, Tally, ident
 
 from asyncflow import TaskFuture, flow
 
@@ -25,7 +25,7 @@ from .registry import QUEUED, RUNNERS, SLOTS, no_shared_resources
 
 
 def outcome(fut: TaskFuture[Any]) -> dict[str, Any]:
-    fut.wait(timeout=SHORT_WAIT)  # a known defect may leave it unfinished: report that
+    fut.wait(timeout=WAIT)  # a known defect may leave it unfinished: report that
     exc = fut.exception(timeout=0) if fut.done() else None
     return {
         "type": fut.state.type.name,
@@ -98,7 +98,7 @@ def scenario_then_exit(kind: str, scenario: str, scratch: str, results: list[Any
     with RUNNERS[kind].make(no_shared_resources):
         result = SCENARIOS[scenario](scratch)
         after = ident.submit("after")  # does the runner go on?
-        after.wait(SHORT_WAIT)
+        after.wait(WAIT)
         result["after"] = after.result(timeout=0) if after.state.is_completed() else None
         print(json.dumps(result), flush=True)
     results.append("runner exited")
@@ -112,7 +112,7 @@ def run_scenario(kind: str, scenario: str, scratch: str) -> None:
     body = threading.Thread(target=scenario_then_exit, args=(kind, scenario, scratch, exited))
     body.daemon = True
     body.start()
-    body.join(3 * SHORT_WAIT)
+    body.join(3 * WAIT)  # both waits above, and the runner's exit
     print(json.dumps({"runner_exited": bool(exited)}), flush=True)
     os._exit(0)  # without waiting for a runner that did not exit (reported above)
 

@@ -21,7 +21,7 @@ import pytest
 
 from .registry import SLOTS, Capabilities, RunnerKind, expect_defect
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(90)  # above the probe's own bounds (3 x WAIT + start-up)
 TESTS = Path(__file__).resolve().parent.parent
 
 
@@ -33,7 +33,7 @@ def probe(kind: RunnerKind, scenario: str, scratch: Path) -> subprocess.Complete
         env=env,
         capture_output=True,
         text=True,
-        timeout=40,
+        timeout=75,
         check=False,
     )
 
