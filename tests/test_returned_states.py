@@ -446,3 +446,52 @@ def test_states_pickle_with_and_without_data() -> None:
         without.result()
     returned = pickle.loads(pickle.dumps(give(Completed(data=3), return_state=True)))
     assert returned.result() == 3
+
+
+# ---- the rule in the sans-I/O attempt machine (no loop, no runner) ------------------------
+def _machine(retries: int = 0) -> Any:
+    from asyncflow._core._attempt import Attempts
+    from asyncflow._core._policy import RetryPolicy
+
+    return Attempts("t", RetryPolicy(retries, 0, None, None) if retries else None, None)
+
+
+def test_the_machine_ends_a_run_in_a_returned_state() -> None:
+    from asyncflow._core._attempt import Finish
+
+    m = _machine(retries=2)
+    assert m.begin() == 1
+    ending = m.returned(Failed(message="no"))
+    assert isinstance(ending, Finish)
+    assert (ending.state.type, ending.state.message, ending.state.attempts) == (
+        StateType.FAILED,
+        "no",
+        1,
+    )
+    assert isinstance(ending.error, exceptions.TaskFailed)
+    assert m.returned(Completed(data=1)) is None  # final: a second report is dropped
+
+
+def test_the_machine_keeps_a_stop_over_a_returned_state() -> None:
+    from asyncflow._core._attempt import CancelReason
+
+    m = _machine()
+    m.begin()
+    m.cancel_requested(CancelReason.CANCELLED, stoppable=True)
+    ending = m.returned(Completed(data=1))
+    assert ending is not None
+    assert ending.state.type is StateType.CANCELLED  # the stop decides, as for values
+
+
+def test_a_returned_state_raised_on_a_worker_means_the_same_and_is_not_retried() -> None:
+    from asyncflow._core._attempt import Finish, ReturnedState
+
+    m = _machine(retries=3)
+    m.begin()
+    error, again = m.judge(ReturnedState(Completed(name="Cached", data=5)))
+    assert again is False
+    ending = m.raised(error, again)
+    assert isinstance(ending, Finish)
+    assert (ending.state.name, ending.value, ending.error) == ("Cached", 5, None)
+    back = pickle.loads(pickle.dumps(ReturnedState(Failed(data=Boom("x")))))
+    assert isinstance(back.state.data, Boom)  # it crosses from a worker intact
