@@ -45,7 +45,7 @@ from ._runners._current import installed_runner
 from ._runners._shared import SharedTaskRunner
 from ._runners._thread import ThreadPoolTaskRunner
 from ._runs import Hooks, HookSet, flow_run_record, new_run_id
-from ._tasks import RETURN_STATE, check_not_return_state, is_async_callable
+from ._tasks import RETURN_STATE, check_not_return_state, is_async_callable, not_ready_state
 
 __all__ = ("Flow", "flow")
 
@@ -249,6 +249,8 @@ class Flow(Generic[P, R]):
         if rebuild:  # futures among the arguments: the flow gets their values (as Prefect)
             for fut, _ in upstreams:
                 block_until_final(fut)
+            if return_state and (skipped := not_ready_state(upstreams, str(self.name), "flow")):
+                return skipped
             call_args, call_kwargs = _resolved_arguments(bound, upstreams, str(self.name))
         began = self._begin(bound)
         try:
@@ -299,6 +301,8 @@ class Flow(Generic[P, R]):
             for fut, _allow in upstreams:
                 check_not_self(fut)
                 await Suspend(fut)
+            if return_state and (skipped := not_ready_state(upstreams, str(self.name), "flow")):
+                return skipped
             args, kwargs = _resolved_arguments(bound, upstreams, str(self.name))
         began = self._begin(bound)
         try:

@@ -97,11 +97,14 @@ def final_state(fut: TaskFuture[Any]) -> State:
     return state_with_data(fut.state, outcome(fut, False))
 
 
-def _not_ready(upstreams: list[tuple[TaskFuture[Any], bool]], name: str) -> State | None:
-    """The NotReady state a `return_state=True` call ends in when an upstream did
-    not complete (the call without it raises that `UpstreamFailed`), else None."""
+def not_ready_state(
+    upstreams: list[tuple[TaskFuture[Any], bool]], name: str, kind: str = "task"
+) -> State | None:
+    """The NotReady state a `return_state=True` call (of a task or a flow, `kind`) ends
+    in when an upstream did not complete (without it the call raises that
+    `UpstreamFailed`), else None."""
     try:
-        raise_if_upstream_failed(upstreams, name)
+        raise_if_upstream_failed(upstreams, name, kind)
     except UpstreamFailed as err:
         return State(StateType.PENDING, "NotReady", str(err), data=err)
     return None
@@ -394,7 +397,7 @@ class Task(TaskSpec, Generic[P, R]):
             return self._call_async(params, upstreams, rebuild, return_state)
         for fut, _ in upstreams:
             block_until_final(fut)
-        if return_state and (skipped := _not_ready(upstreams, self.name)) is not None:
+        if return_state and (skipped := not_ready_state(upstreams, self.name)) is not None:
             return skipped
         raise_if_upstream_failed(upstreams, self.name)
         run = new_run(current_runner(), self, params, rebuild, None)
@@ -415,7 +418,7 @@ class Task(TaskSpec, Generic[P, R]):
         for fut, _ in upstreams:
             check_not_self(fut)
             await Suspend(fut)
-        if return_state and (skipped := _not_ready(upstreams, self.name)) is not None:
+        if return_state and (skipped := not_ready_state(upstreams, self.name)) is not None:
             return skipped
         raise_if_upstream_failed(upstreams, self.name)
         run = new_run(current_runner(), self, params, rebuild, None)

@@ -406,6 +406,28 @@ def test_flow_return_state_sync_async_and_failures() -> None:
         double(1, return_state=None)  # type: ignore[call-overload]  # the point of the test
 
 
+def test_flow_return_state_with_a_failed_upstream_is_not_ready() -> None:
+    @flow
+    def consume(x: int) -> int:
+        return x
+
+    @flow
+    async def aconsume(x: int) -> int:
+        return x
+
+    upstream = boom.submit("up")
+    upstream.wait(WAIT)
+    for state in (
+        consume(upstream, return_state=True),
+        asyncio.run(aconsume(upstream, return_state=True)),
+    ):
+        assert (state.type, state.name) == (StateType.PENDING, "NotReady")
+        with pytest.raises(exceptions.UpstreamFailed, match=r"flow '.*consume' did not run"):
+            state.result()
+    with pytest.raises(exceptions.UpstreamFailed):
+        consume(upstream)  # without it, the call raises as before
+
+
 # ---- State.result() -----------------------------------------------------------------------
 def test_constructed_states_give_their_result() -> None:
     assert Completed(data=[1]).result() == [1]
