@@ -23,7 +23,7 @@ import functools
 import inspect
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
 from ._arguments import Upstreams, find_upstreams, raise_if_upstream_failed, resolve
 from ._core import (
@@ -35,20 +35,23 @@ from ._core import (
     block_until_final,
     check_not_self,
     check_timeout,
+    ending_of_returned_state,
     error_of,
     outcome,
+    state_with_data,
 )
 from ._runners._base import TaskRunner
 from ._runners._current import installed_runner
 from ._runners._shared import SharedTaskRunner
 from ._runners._thread import ThreadPoolTaskRunner
 from ._runs import Hooks, HookSet, flow_run_record, new_run_id
-from ._tasks import is_async_callable
+from ._tasks import RETURN_STATE, check_not_return_state, is_async_callable, not_ready_state
 
 __all__ = ("Flow", "flow")
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 # asyncflow's `hook(flow, state)` or Prefect's `hook(flow, flow_run, state)` (`_runs`).
 FlowHook = Callable[[Any, State], object] | Callable[[Any, Any, State], object]
 
@@ -135,6 +138,7 @@ class Flow(Generic[P, R]):
         self.task_runner = task_runner
         self.is_async = is_async_callable(fn)
         self._signature = inspect.signature(fn)
+        check_not_return_state(self._signature.parameters, f"flow {self.name!r}")
         functools.update_wrapper(self, fn)  # copies __doc__, __module__, __wrapped__...
 
     def __repr__(self) -> str:
@@ -169,20 +173,28 @@ class Flow(Generic[P, R]):
             final is not None,
         )
 
-    def _finish(self, exc: BaseException | None, began: _Began | None) -> None:
-        """Call the state hooks with the flow's final state."""
-        if began is None:
-            return
-        if exc is None:
+    def _end(
+        self, value: Any, exc: BaseException | None, began: _Began | None, return_state: bool
+    ) -> Any:
+        """What a call that ended (with `value`, or raising `exc`) gives its caller: the
+        value, the exception raised, or with `return_state` the final State carrying
+        either (a KeyboardInterrupt or a cancellation of the caller still propagates).
+        A returned `State` is the flow's final state (the core's `ending_of` rule)."""
+        if exc is None and isinstance(value, State):
+            ending = ending_of_returned_state(value, str(self.name), 1, "flow")
+            state, value, exc = ending.state, ending.value, ending.error
+        elif exc is None:
             state = State(StateType.COMPLETED)
         else:
-            name = "TimedOut" if isinstance(exc, TaskTimeout) else None
-            kind = StateType.FAILED if isinstance(exc, Exception) else StateType.CRASHED
-            if isinstance(exc, asyncio.CancelledError):
-                kind = StateType.CANCELLED
-            state = State(kind, name, f"{type(exc).__name__}: {exc}")
-        kinds = self._hooks.final_kinds(state)
-        self._hooks.call(kinds, self, state, lambda: self._record(began, state))
+            state = _raised_state(exc)
+        if began is not None:
+            kinds = self._hooks.final_kinds(state)
+            self._hooks.call(kinds, self, state, lambda: self._record(began, state))
+        if return_state and (exc is None or isinstance(exc, Exception)):
+            return state_with_data(state, value if exc is None else exc)
+        if exc is not None:
+            raise exc
+        return value
 
     def _timeout_error(self) -> TaskTimeout:
         return TaskTimeout(f"flow {self.name!r} exceeded its timeout of {self.timeout_seconds} s")
@@ -196,28 +208,56 @@ class Flow(Generic[P, R]):
             return SharedTaskRunner()
         return ThreadPoolTaskRunner()
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+    # `return_state=` cannot sit beside `P.kwargs` (PEP 612): with it the arguments are
+    # not checked against the function, but the State's value type is kept.
+    @overload
+    def __call__(
+        self: Flow[P, Coroutine[Any, Any, T]],
+        *args: Any,
+        return_state: Literal[True],
+        **kwargs: Any,
+    ) -> Coroutine[Any, Any, State[T]]: ...
+
+    @overload
+    def __call__(
+        self: Flow[P, T], *args: Any, return_state: Literal[True], **kwargs: Any
+    ) -> State[T]: ...
+
+    @overload
+    def __call__(self, *args: Any, return_state: Literal[False], **kwargs: Any) -> R: ...
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the flow; with `return_state=True`, return its final `State` (whose
+        `.result()` gives the value or raises) instead of raising for its failure."""
+        return_state = kwargs.pop(RETURN_STATE, False)
+        if not isinstance(return_state, bool):
+            raise TypeError(
+                f"flow {self.name!r}: return_state must be True or False, got {return_state!r}"
+            )
         try:
             bound = self._signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"flow {self.name!r}: {exc}") from None
         upstreams, rebuild = find_upstreams(bound.arguments)
         if self.is_async:
-            return cast("R", self._call_async(args, kwargs, bound, rebuild))
+            return self._call_async(args, kwargs, bound, rebuild, return_state)
         call_args: tuple[Any, ...] = args
         call_kwargs: dict[str, Any] = kwargs
         if rebuild:  # futures among the arguments: the flow gets their values (as Prefect)
             for fut, _ in upstreams:
                 block_until_final(fut)
+            if return_state and (skipped := not_ready_state(upstreams, str(self.name), "flow")):
+                return skipped
             call_args, call_kwargs = _resolved_arguments(bound, upstreams, str(self.name))
         began = self._begin(bound)
         try:
             value = self._call_sync(call_args, call_kwargs)
         except BaseException as exc:
-            self._finish(exc, began)
-            raise
-        self._finish(None, began)
-        return cast("R", value)
+            return self._end(None, exc, began, return_state)
+        return self._end(value, None, began, return_state)
 
     def _call_sync(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         timed_out = threading.Event()
@@ -254,12 +294,15 @@ class Flow(Generic[P, R]):
         kwargs: dict[str, Any],
         bound: inspect.BoundArguments,
         rebuild: bool,
+        return_state: bool = False,
     ) -> Any:
         if rebuild:  # futures among the arguments: awaited, their values passed
             upstreams, _ = find_upstreams(bound.arguments)
             for fut, _allow in upstreams:
                 check_not_self(fut)
                 await Suspend(fut)
+            if return_state and (skipped := not_ready_state(upstreams, str(self.name), "flow")):
+                return skipped
             args, kwargs = _resolved_arguments(bound, upstreams, str(self.name))
         began = self._begin(bound)
         try:
@@ -273,10 +316,8 @@ class Flow(Generic[P, R]):
                 except asyncio.TimeoutError as exc:  # TimeoutError's alias from 3.11 on
                     raise self._timeout_error() from exc
         except BaseException as exc:
-            self._finish(exc, began)
-            raise
-        self._finish(None, began)
-        return value
+            return self._end(None, exc, began, return_state)
+        return self._end(value, None, began, return_state)
 
     async def _run_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         async with self._new_runner():
@@ -286,6 +327,15 @@ class Flow(Generic[P, R]):
                 check_not_self(fut)
                 await Suspend(fut)
             return _resolve_return(value, futures)
+
+
+def _raised_state(exc: BaseException) -> State:
+    """The final state of a flow whose call raised `exc`."""
+    name = "TimedOut" if isinstance(exc, TaskTimeout) else None
+    kind = StateType.FAILED if isinstance(exc, Exception) else StateType.CRASHED
+    if isinstance(exc, asyncio.CancelledError):
+        kind = StateType.CANCELLED
+    return State(kind, name, f"{type(exc).__name__}: {exc}")
 
 
 def _resolved_arguments(

@@ -10,10 +10,11 @@ server's scheduler; they are not copied.
     >>> Completed(message="cached", data=42).data
     42
 
-Planned (the issue "One run lifecycle, owned by the core"): a task or flow that
-returns one of these states ends in it, with `data` as its result (a `Failed` with an
-exception as `data` raises it from `.result()`). Today a returned state is a plain
-return value.
+A task or flow that returns one of these states ends in it, with `data` as its
+result (a `Failed` with an exception as `data` raises it from `.result()`): the rule
+is the core's (`_core/_attempt.ending_of`), so every runner applies it. A state
+built here always carries its `data` (None included): `Completed().result()` is None,
+where an engine state's `result()` raises `MissingResult`.
 """
 
 from __future__ import annotations

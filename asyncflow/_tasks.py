@@ -21,7 +21,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from ._arguments import find_upstreams, raise_if_upstream_failed
 from ._core import (
@@ -32,8 +32,10 @@ from ._core import (
     Run,
     RunOptions,
     State,
+    StateType,
     Suspend,
     TaskFuture,
+    UpstreamFailed,
     awaitable_result,
     block_until_final,
     check_count,
@@ -44,6 +46,7 @@ from ._core import (
     execute_async,
     execute_sync,
     outcome,
+    state_with_data,
     validate_delay,
 )
 from ._runners._base import TaskSpec, new_run, wait_for_upstreams
@@ -58,6 +61,8 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 _RESERVED = "wait_for"
+# The keyword of a direct call that returns the run's final State (as Prefect's).
+RETURN_STATE = "return_state"
 logger = logging.getLogger("asyncflow")
 # asyncflow's `hook(task, state)` or Prefect's `hook(task, task_run, state)` (`_runs`).
 StateHook = Callable[[Any, State], object] | Callable[[Any, Any, State], object]
@@ -65,6 +70,44 @@ RetryCondition = Callable[[Any, BaseException], bool] | Callable[[Any, Any, Stat
 # A delay, one per retry, `f(attempt) -> seconds`, or Prefect's `f(retries) -> [seconds]`
 # (what `exponential_backoff` returns); `_core/_policy.py` tells the two callables apart.
 RetryDelay = float | Sequence[float] | Callable[[int], float] | Callable[[int], list[float]]
+
+
+def check_not_return_state(params: Any, label: str) -> None:
+    """A function parameter named `return_state` would be shadowed by the call's own
+    keyword (Prefect reserves it too): refused at decoration, naming `label`."""
+    if RETURN_STATE in params:
+        raise ValueError(
+            f"{label}: a parameter named {RETURN_STATE!r} is reserved by asyncflow "
+            f"(a call with return_state=True returns the run's final State); rename the "
+            f"parameter"
+        )
+
+
+def _return_state_flag(kwargs: dict[str, Any], label: str) -> bool:
+    """Pop the call's `return_state=` keyword (a bool, checked now)."""
+    flag = kwargs.pop(RETURN_STATE, False)
+    if not isinstance(flag, bool):
+        raise TypeError(f"{label}: return_state must be True or False, got {flag!r}")
+    return flag
+
+
+def final_state(fut: TaskFuture[Any]) -> State:
+    """The final state of a direct call's run, carrying its value or its error (what
+    `return_state=True` returns; the future's own state carries neither)."""
+    return state_with_data(fut.state, outcome(fut, False))
+
+
+def not_ready_state(
+    upstreams: list[tuple[TaskFuture[Any], bool]], name: str, kind: str = "task"
+) -> State | None:
+    """The NotReady state a `return_state=True` call (of a task or a flow, `kind`) ends
+    in when an upstream did not complete (without it the call raises that
+    `UpstreamFailed`), else None."""
+    try:
+        raise_if_upstream_failed(upstreams, name, kind)
+    except UpstreamFailed as err:
+        return State(StateType.PENDING, "NotReady", str(err), data=err)
+    return None
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -212,6 +255,7 @@ class Task(TaskSpec, Generic[P, R]):
                 f"task {self.name!r}: a parameter named {_RESERVED!r} is reserved by asyncflow "
                 f"(it orders runs without passing data); rename the parameter"
             )
+        check_not_return_state(params, f"task {self.name!r}")
         # Simple signatures (only positional-or-keyword parameters) are called with
         # `fn(**parameters)` and bound without `inspect.Signature.bind` when all
         # arguments are positional: the hot path of `.submit()`.
@@ -313,18 +357,48 @@ class Task(TaskSpec, Generic[P, R]):
         return bound.args, bound.kwargs
 
     # ---- direct call -------------------------------------------------------------------
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+    # `return_state=` cannot sit beside `P.kwargs` (PEP 612): with it the arguments are
+    # not checked against the function, but the State's value type is kept.
+    @overload
+    def __call__(
+        self: Task[P, Coroutine[Any, Any, T]],
+        *args: Any,
+        return_state: Literal[True],
+        **kwargs: Any,
+    ) -> Coroutine[Any, Any, State[T]]: ...
+
+    @overload
+    def __call__(
+        self: Task[P, T], *args: Any, return_state: Literal[True], **kwargs: Any
+    ) -> State[T]: ...
+
+    @overload
+    def __call__(self, *args: Any, return_state: Literal[False], **kwargs: Any) -> R: ...
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run now, keeping the function's colour: sync returns the value, async an
-        awaitable. Futures among the arguments are resolved first."""
+        awaitable. Futures among the arguments are resolved first.
+
+        With `return_state=True` the call returns the run's final `State` instead
+        (awaitable for an async task), whose `.result()` gives the value or raises:
+        the call itself does not raise for the task's failure (nor for an upstream's:
+        the state is then NotReady).
+        """
         wait_for = kwargs.pop(_RESERVED, None)
+        return_state = _return_state_flag(kwargs, f"task {self.name!r}")
         params = self._bind(args, kwargs)
         upstreams, rebuild = find_upstreams(params)
         if wait_for is not None:
             upstreams.extend(wait_for_upstreams(wait_for, self.name))
         if self.is_async:
-            return cast("R", self._call_async(params, upstreams, rebuild))
+            return self._call_async(params, upstreams, rebuild, return_state)
         for fut, _ in upstreams:
             block_until_final(fut)
+        if return_state and (skipped := not_ready_state(upstreams, self.name)) is not None:
+            return skipped
         raise_if_upstream_failed(upstreams, self.name)
         run = new_run(current_runner(), self, params, rebuild, None)
         if self.timeout_seconds is None:
@@ -332,24 +406,27 @@ class Task(TaskSpec, Generic[P, R]):
         else:
             with DeadlineAlarm(run):  # interrupts the body at the deadline, if it can
                 execute_sync(run)
-        return cast("R", outcome(run.future))
+        return final_state(run.future) if return_state else outcome(run.future)
 
     async def _call_async(
         self,
         params: dict[str, Any],
         upstreams: list[tuple[TaskFuture[Any], bool]],
         rebuild: bool,
+        return_state: bool = False,
     ) -> Any:
         for fut, _ in upstreams:
             check_not_self(fut)
             await Suspend(fut)
+        if return_state and (skipped := not_ready_state(upstreams, self.name)) is not None:
+            return skipped
         raise_if_upstream_failed(upstreams, self.name)
         run = new_run(current_runner(), self, params, rebuild, None)
         # As every run, a direct call runs in its own copy of the context (a task of
         # its own, created inside the copy): context changes in the task do not leak
         # into the caller. Cancelling the caller cancels the awaited task.
         await run.context.run(asyncio.ensure_future, execute_async(run))
-        return outcome(run.future)
+        return final_state(run.future) if return_state else outcome(run.future)
 
     # ---- submit and map ----------------------------------------------------------------
     @overload

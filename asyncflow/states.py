@@ -3,6 +3,8 @@
 `Completed(message=..., name=..., data=...)`, `Failed`, `Crashed`, `Cancelled`,
 `Pending`, `Running` and `Retrying` build a `State` with Prefect's keywords
 (`from asyncflow.states import Completed` ports `from prefect.states import Completed`).
+A task or flow that returns one ends in it; `task(x, return_state=True)` returns the
+final `State`, whose `.result()` gives the value or raises (docs/semantics.md).
 """
 
 from ._core import State, StateType

@@ -276,6 +276,34 @@ def check_task_workers() -> None:
     assert sends() == [1, 2]
 
 
+def check_returned_states() -> None:
+    from asyncflow.states import Completed, Failed
+
+    @task(retries=1)
+    def decide(ok: bool) -> object:
+        return Completed(data="fine") if ok else Failed(message="not fine")
+
+    assert decide(True) == "fine"
+    fut = decide.submit(False)
+    fut.wait(WAIT)
+    assert fut.state.is_failed()
+    assert fut.state.message == "not fine"
+    assert fut.state.attempts == 1  # not retried
+
+
+def check_return_state() -> None:
+    state = boom("told", return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Boom, match="told"):
+        state.result()
+
+    @flow
+    async def answer() -> int:
+        return 42
+
+    assert asyncio.run(answer(return_state=True)).result() == 42
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     "`@flow(task_runner=...)`": check_flow_task_runner,
     "`ThreadPoolTaskRunner(max_workers=...)`": check_thread_pool,
@@ -304,6 +332,8 @@ CHECKS: dict[str, Callable[[], None]] = {
     ),
     "`timeout_seconds`": check_timeout,
     "`on_completion`, `on_failure` state hooks": check_hooks,
+    "returning `Completed(...)`, `Failed(...)`, ... from a task or flow": check_returned_states,
+    "`return_state=True`": check_return_state,
     "submitting with no flow": check_submit_without_flow,
     "tag-based task concurrency limits": check_concurrency_limits,
     "`PrefectTaskRunner`, task workers, `task.delay()`": check_task_workers,

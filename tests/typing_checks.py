@@ -99,9 +99,9 @@ def task_worker_calls(key: str, fut: TaskFuture[int]) -> None:  # never called: 
 
 def wrong_calls_are_errors() -> None:  # never called: mypy checks the ignores are needed
     double.submit("x")  # type: ignore[call-overload]
-    double("x")  # type: ignore[arg-type]
+    double("x")  # type: ignore[call-overload]
     fetch.submit(1)  # type: ignore[call-overload]
-    sync_flow("n")  # type: ignore[arg-type]
+    sync_flow("n")  # type: ignore[call-overload]
 
 
 def prefect_paths() -> None:  # never called: the Prefect-style paths keep their types
@@ -119,6 +119,18 @@ def prefect_paths() -> None:  # never called: the Prefect-style paths keep their
     assert_type(same_task.submit(1), TaskFuture[int])
     assert_type(same_flow, Flow[..., list[int]])
     exponential_backoff("10")  # type: ignore[arg-type]
+
+
+async def returned_states() -> None:  # never called: `return_state=True` types
+    assert_type(double(1, return_state=True), State[int])
+    assert_type(double(1, return_state=False), int)
+    assert_type(double(1, return_state=True).result(), int)
+    assert_type(double(1, return_state=True).result(raise_on_failure=False), int | BaseException)
+    assert_type(await fetch("k", return_state=True), State[bytes])
+    assert_type(sync_flow(1, return_state=True), State[list[int]])
+    assert_type(await async_flow("k", return_state=True), State[bytes])
+    assert_type(double(1), int)  # without it, the value as before
+    double(1, return_state=1)  # type: ignore[call-overload]
 
 
 def prefect_states() -> None:  # never called: the constructors build `State`s

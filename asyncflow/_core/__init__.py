@@ -13,7 +13,8 @@ the validators, `*_sigterm` for the signal claim, `*_engine_loop` for the portal
 """
 
 from ._alarm import DeadlineAlarm
-from ._attempt import CancelReason
+from ._attempt import CancelReason, ReturnedState
+from ._attempt import ending_of as ending_of_returned_state
 from ._context import current_run, enter_blocking, exit_blocking, sync_scope
 from ._engine import (
     Run,
@@ -35,12 +36,14 @@ from ._exceptions import (
     ExitInWorker,
     MappingLengthMismatch,
     MappingMissingIterable,
+    MissingResult,
     RemoteError,
     RunnerNotStarted,
     SerializationError,
     TaskCancelled,
     TaskCrashed,
     TaskExited,
+    TaskFailed,
     TaskTimeout,
     UpstreamFailed,
     WouldDeadlock,
@@ -71,6 +74,7 @@ from ._signals import claim as claim_sigterm
 from ._signals import release as release_sigterm
 from ._signals import terminating
 from ._states import State, StateType
+from ._states import with_data as state_with_data
 from ._validate import count as check_count
 from ._validate import factor as check_factor
 from ._validate import timeout as check_timeout
@@ -91,9 +95,11 @@ __all__ = (
     "FutureList",
     "MappingLengthMismatch",
     "MappingMissingIterable",
+    "MissingResult",
     "PendingLimit",
     "RemoteError",
     "RetryPolicy",
+    "ReturnedState",
     "Run",
     "RunOptions",
     "RunnerNotStarted",
@@ -104,6 +110,7 @@ __all__ = (
     "TaskCancelled",
     "TaskCrashed",
     "TaskExited",
+    "TaskFailed",
     "TaskFuture",
     "TaskTimeout",
     "UpstreamFailed",
@@ -127,6 +134,7 @@ __all__ = (
     "current_run",
     "drain",
     "drain_async",
+    "ending_of_returned_state",
     "engine_loop",
     "enter_blocking",
     "error_of",
@@ -141,6 +149,7 @@ __all__ = (
     "running_loop",
     "start_on_loop",
     "state_of",
+    "state_with_data",
     "stop_engine_loop",
     "stop_runs",
     "submit_run",

@@ -47,6 +47,17 @@ The rules, in words:
   beside the abandoned attempt).
 * Once a stop was requested, whatever the attempt reports ends the run as the stop's
   reason says: a value that arrives after a cancel does not make the run COMPLETED.
+* A `State` returned by the task's code (`asyncflow.states.Completed(data=x)`,
+  `Failed(message=..., data=exc)`, ...) is the run's final state, not its value
+  (`ending_of`, which flows apply too): COMPLETED gives `data` as the value (a run's
+  own state, `future.state`, which carries no data, is itself the value); FAILED,
+  CANCELLED and CRASHED raise the exception in `data` from `.result()`, or one built
+  from the message (`TaskFailed`, `TaskCancelled`, `TaskCrashed`, naming the task).
+  A returned state is the task's decision, so it is not retried (as in Prefect,
+  whose engine retries only what raised). A state that is not final (Pending,
+  Running, Retrying) cannot end a run: it fails it with a `TypeError` that says so.
+  A runner whose engine keeps values where they were made (Dask) reports a returned
+  state as the `ReturnedState` it raised there; it means the same.
 
 The machine is a base class whose slots hold its state, so the engine's `Run` *is* its
 machine: no extra object per run. It is not thread-safe: the engine calls it under its
@@ -58,8 +69,16 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import ExitInWorker, TaskCancelled, TaskExited, TaskTimeout, Terminated
-from ._states import State, StateType, completed_state
+from ._exceptions import (
+    ExitInWorker,
+    TaskCancelled,
+    TaskCrashed,
+    TaskExited,
+    TaskFailed,
+    TaskTimeout,
+    Terminated,
+)
+from ._states import State, StateType, carries_data, completed_state
 
 if TYPE_CHECKING:
     import random
@@ -72,7 +91,9 @@ __all__ = (
     "Finish",
     "Phase",
     "Retry",
+    "ReturnedState",
     "Stop",
+    "ending_of",
     "task_error",
 )
 
@@ -142,6 +163,61 @@ _RUNNING = Phase.RUNNING
 _ABANDONING = (CancelReason.TIMED_OUT, CancelReason.INTERRUPTED, CancelReason.SHUTDOWN)
 
 
+class ReturnedState(Exception):
+    """Carries a `State` that task code returned, from where the code ran to the run,
+    on a runner that cannot look at a value before leaving it where it was made (a
+    Dask cluster keeps a value its dependents read there). Reported as the attempt's
+    error, it ends the run exactly as the state returned would (`ending_of`)."""
+
+    def __init__(self, state: State) -> None:
+        super().__init__(state)
+        self.state = state
+
+
+# The error a returned final state without an exception of its own stands for.
+_RETURNED_ERRORS: dict[StateType, type[Exception]] = {
+    StateType.FAILED: TaskFailed,
+    StateType.CANCELLED: TaskCancelled,
+    StateType.CRASHED: TaskCrashed,
+}
+
+
+def ending_of(returned: State, name: str, attempts: int, kind: str = "task") -> Finish:
+    """How a run ends whose code returned the state `returned` (the one place this
+    rule lives; `kind` and `name` name the task or flow in messages). The final state
+    keeps the returned type, name, message and timestamp, not its data: the value
+    (COMPLETED) or the error is the Finish's, as for every run."""
+    type_ = returned.type
+    data = returned.data
+    if type_ is StateType.COMPLETED:
+        state = State(
+            type_, returned.name, returned.message, timestamp=returned.timestamp, attempts=attempts
+        )
+        # A run's own state (`future.state`) carries no data: it is passed on as the
+        # value, as Prefect passes on the completed states of other runs.
+        return Finish(state, data if carries_data(returned) else returned)
+    error: BaseException
+    if type_ in _RETURNED_ERRORS:
+        if isinstance(data, BaseException):
+            error = data
+        else:
+            why = returned.message or (data if isinstance(data, str) else None)
+            error = _RETURNED_ERRORS[type_](
+                f"{kind} {name!r} returned a {returned.name} state" + (f": {why}" if why else "")
+            )
+        message = returned.message or _describe(error)
+        state = State(
+            type_, returned.name, message, timestamp=returned.timestamp, attempts=attempts
+        )
+        return Finish(state, None, error)
+    error = TypeError(
+        f"{kind} {name!r} returned {returned!r}, which is not a final state: return "
+        f"Completed(...), Failed(...), Cancelled(...) or Crashed(...) from "
+        f"asyncflow.states to set how the run ends"
+    )
+    return Finish(State(StateType.FAILED, message=_describe(error), attempts=attempts), None, error)
+
+
 def task_error(error: BaseException, name: str) -> BaseException:
     """The exception a failed attempt stands for (the one place this rule lives): the
     task's own, except that `sys.exit()` in task code becomes `TaskExited` (an
@@ -189,21 +265,23 @@ class Attempts:
     def returned(self, value: Any) -> Finish | None:
         """The attempt returned `value`. None means the run is already final (a stop
         ended it while the attempt ran on): drop the value."""
-        ending = self.returned_state()
+        ending = self.returned_state(value)
         if isinstance(ending, State):
             return Finish(ending, value)
         return ending
 
-    def returned_state(self) -> State | Finish | None:
+    def returned_state(self, value: Any = None) -> State | Finish | None:
         """`returned`, as the engine's per-run hot path needs it: the run's COMPLETED
         state when the value completes it (the caller keeps the value: no `Finish` is
-        built per run), a Finish when a stop ends the run as its reason says, None to
-        drop the value."""
+        built per run), a Finish when a stop ends the run as its reason says or the
+        value is a `State` (`ending_of`), None to drop the value."""
         if self.phase is _FINAL:
             return None
         if self.cancel_reason is not None:
             return self._stopped()
         self.phase = _FINAL
+        if isinstance(value, State):
+            return ending_of(value, self.name, self.attempt)
         return completed_state(self.attempt)
 
     def judge(self, error: BaseException) -> tuple[BaseException, bool]:
@@ -216,6 +294,7 @@ class Attempts:
         again = (
             policy is not None
             and isinstance(error, Exception)
+            and not isinstance(error, ReturnedState)  # the task's decision: final
             and policy.should_retry(error, self.attempt, self)
         )
         return error, again
@@ -229,6 +308,9 @@ class Attempts:
         if not isinstance(error, Exception):
             state = State(StateType.CRASHED, message=_describe(error), attempts=self.attempt)
             return self._final(state, error)
+        if isinstance(error, ReturnedState):  # a state returned where values stay put
+            self.phase = Phase.FINAL
+            return ending_of(error.state, self.name, self.attempt)
         return self._retry_or_fail(error, StateType.FAILED, again)
 
     def crashed(self, error: BaseException, again: bool = False) -> Finish | Retry | None:

@@ -416,8 +416,8 @@ def _report_failure(run: Run, exc: BaseException, crash: bool) -> float | None:
         ins = run.crashed(error, again) if crash else run.raised(error, again)
         if isinstance(ins, Retry):
             _set_state_locked(run, ins.state)
-        elif ins is not None:
-            cbs, instructions = _finalize_locked(run, ins.state, None, ins.error)
+        elif ins is not None:  # a value only for a `ReturnedState` (`_attempt.ending_of`)
+            cbs, instructions = _finalize_locked(run, ins.state, ins.value, ins.error)
     if isinstance(ins, Retry):
         if _events.listeners:
             _events.emit(run.future, ins.state)
@@ -485,16 +485,17 @@ def _call_on_running(run: Run, state: State) -> None:
 
 def report_value(run: Run, value: Any) -> None:
     """The attempt returned `value` (a late value of an abandoned attempt is dropped;
-    one that arrives after a stop ends the run as the stop says, without the value)."""
+    one that arrives after a stop ends the run as the stop says, without the value).
+    A `State` value sets the run's final state instead (`_attempt.ending_of`)."""
     with LOCK:
-        ending = run.returned_state()
+        ending = run.returned_state(value)
         if ending is None:
             return
         if type(ending) is State:  # the common case: completed, no Finish built
             cbs, instructions = _finalize_locked(run, ending, value, None)
-        else:
+        else:  # a stop ended it, or the value was a State (`_attempt.ending_of`)
             assert isinstance(ending, Finish)
-            cbs, instructions = _finalize_locked(run, ending.state, None, ending.error)
+            cbs, instructions = _finalize_locked(run, ending.state, ending.value, ending.error)
     _after_final(run, cbs, instructions)
 
 

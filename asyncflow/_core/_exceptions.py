@@ -42,6 +42,19 @@ class TaskCrashed(AsyncflowError):
     """The task run ended abnormally outside its own code (e.g. its worker died)."""
 
 
+class TaskFailed(AsyncflowError):
+    """The run ended FAILED with no exception of its own: its task or flow returned
+    `asyncflow.states.Failed(message=...)` without an exception as `data` (Prefect's
+    `FailedRun`). The message is the state's; return `Failed(data=exc)` to have
+    `.result()` raise `exc` itself."""
+
+
+class MissingResult(AsyncflowError, LookupError):
+    """`State.result()` was asked of a state that carries no outcome: one that is not
+    final, or a run's own state (`future.state`), whose value lives in its future
+    (`future.result()`); a call with `return_state=True` returns a state that has it."""
+
+
 class TaskExited(AsyncflowError):
     """The task's own code called `sys.exit()` (or raised `SystemExit`).
 

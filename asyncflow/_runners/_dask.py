@@ -45,8 +45,10 @@ import distributed
 from .._core import (
     Deferred,
     ExitInWorker,
+    ReturnedState,
     Run,
     SerializationError,
+    State,
     TaskCrashed,
     TaskFuture,
     awaitable_result,
@@ -68,17 +70,25 @@ _STOP = object()  # tells the completion thread to finish
 
 
 def _run_on_worker(fn: Callable[..., Any], is_async: bool, args: Any, kwargs: Any) -> Any:
-    """What a Dask worker executes: the task's function; an async one on a fresh loop."""
+    """What a Dask worker executes: the task's function; an async one on a fresh loop.
+
+    A returned `State` is raised as `ReturnedState`: a value with dependents stays on
+    the cluster unseen, so the state would be handed on as a value; the core ends the
+    run as the state says either way."""
     try:
         if not is_async:
-            return consume_generator(fn(*args, **kwargs))
+            value = consume_generator(fn(*args, **kwargs))
+        else:
 
-        async def main() -> Any:
-            return await awaitable_result(fn(*args, **kwargs))
+            async def main() -> Any:
+                return await awaitable_result(fn(*args, **kwargs))
 
-        return asyncio.run(main())
+            value = asyncio.run(main())
     except SystemExit as exc:  # Dask lets SystemExit kill its worker: carry it back instead
         raise ExitInWorker(exc.code) from None
+    if isinstance(value, State):
+        raise ReturnedState(value)
+    return value
 
 
 def _describe_error(exc: BaseException) -> str:

@@ -15,7 +15,8 @@ from typing import Any
 
 from helpers import WAIT, Boom, FileGate, Tally
 
-from asyncflow import task
+from asyncflow import State, task
+from asyncflow.states import Cancelled, Completed, Crashed, Failed, Running
 
 
 @task
@@ -158,3 +159,41 @@ class Unpicklable:
 @task
 def make_unpicklable() -> Any:
     return Unpicklable()
+
+
+# ---- returned states (issue 15, test_returned_states.py) ------------------------------
+
+
+def returned(kind: str) -> Any:
+    """The state (or value) a task returns, by name: the tasks below travel by name."""
+    if kind == "completed":
+        return Completed(message="from cache", name="Cached", data={"rows": 3})
+    if kind == "failed":
+        return Failed(message="validation failed")
+    if kind == "failed-with-exception":
+        return Failed(message="bad input", data=Boom("bad row"))
+    if kind == "cancelled":
+        return Cancelled(message="nothing to do")
+    if kind == "crashed":
+        return Crashed(message="lost the connection")
+    if kind == "running":
+        return Running()
+    return kind
+
+
+@task
+def settle(kind: str, gate: FileGate | None = None) -> Any:
+    if gate is not None:
+        gate.wait()
+    return returned(kind)
+
+
+@task
+async def asettle(kind: str) -> Any:
+    return returned(kind)
+
+
+@task(retries=2, retry_delay_seconds=0)
+def settle_counted(tally: Tally) -> State:
+    tally.add("called")
+    return Failed(message="not worth retrying")
