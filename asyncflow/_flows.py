@@ -48,7 +48,7 @@ from ._tasks import is_async_callable
 __all__ = ("Flow", "flow")
 
 P = ParamSpec("P")
-R = TypeVar("R")
+R = TypeVar("R", covariant=True)  # only returned; covariant as `Task`'s (`_tasks.py` says why)
 # asyncflow's `hook(flow, state)` or Prefect's `hook(flow, flow_run, state)` (`_runs`).
 FlowHook = Callable[[Any, State], object] | Callable[[Any, Any, State], object]
 
