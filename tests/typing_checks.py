@@ -41,6 +41,10 @@ async def fetch(key: str) -> bytes:
     return key.encode()
 
 
+def float_result(fut: TaskFuture[float]) -> float:
+    return fut.result()
+
+
 @flow
 def sync_flow(n: int) -> list[int]:
     assert_type(double(n), int)
@@ -61,9 +65,10 @@ def sync_flow(n: int) -> list[int]:
     assert_type(wait([fut]).done, set[TaskFuture[int]])
     assert_type(iter(as_completed(futs)), Iterator[TaskFuture[int]])
     assert_type([f.result() for f in as_completed([fut], timeout=5)], list[int])
-    other = fetch.submit("k")  # futures of two types: the elements are `Any`
-    assert_type(wait([fut, other]).done, set[TaskFuture[Any]])
-    assert_type(iter(as_completed([fut, other])), Iterator[TaskFuture[Any]])
+    mixed: list[TaskFuture[object]] = [fut, fetch.submit("k")]  # TaskFuture is covariant
+    assert_type(wait(mixed).done, set[TaskFuture[object]])
+    assert_type(iter(as_completed(mixed)), Iterator[TaskFuture[object]])
+    assert_type(float_result(fut), float)  # a `TaskFuture[int]` is a `TaskFuture[float]`
     assert_type(double.fn(n), int)  # `task.fn` is the function, with its type
     return [assert_type(v, int) for v in double.map_iter(range(3), max_concurrency=2)]
 
@@ -126,6 +131,7 @@ def wrong_calls_are_errors() -> None:  # never called: mypy checks the ignores a
     _coroutine: Coroutine[Any, Any, str] = fetch("k")  # type: ignore[assignment]
     _result: str = double.submit(1).result()  # type: ignore[assignment]
     _done: set[TaskFuture[str]] = wait([double.submit(1)]).done  # type: ignore[assignment]
+    _narrower: TaskFuture[bool] = double.submit(1)  # type: ignore[assignment]
     wait([1])  # type: ignore[arg-type]
 
 

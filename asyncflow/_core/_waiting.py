@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar
 
 if sys.version_info >= (3, 11):
     from typing import NamedTuple
@@ -55,8 +55,8 @@ __all__ = (
 
 _get_running_loop = asyncio._get_running_loop
 # The futures' result type: `wait()` and `as_completed()` hand back the futures they were
-# given, so a checker keeps `TaskFuture[int]` through them (and `TaskFuture[Any]` for a
-# mix, as a `list` of both would be).
+# given, so a checker keeps `TaskFuture[int]` through them (for futures of several types,
+# their common type: `TaskFuture` is covariant).
 T = TypeVar("T")
 
 
@@ -187,15 +187,7 @@ class WaitCall(Generic[T]):
         return self._result
 
 
-@overload
-def wait(futures: Iterable[TaskFuture[T]], timeout: float | None = None) -> WaitCall[T]: ...
-
-
-@overload  # futures of several types (their common type is not a `TaskFuture[T]`)
-def wait(futures: Iterable[TaskFuture[Any]], timeout: float | None = None) -> WaitCall[Any]: ...
-
-
-def wait(futures: Iterable[TaskFuture[Any]], timeout: float | None = None) -> WaitCall[Any]:
+def wait(futures: Iterable[TaskFuture[T]], timeout: float | None = None) -> WaitCall[T]:
     """Wait until every future is final or `timeout` passes; never raises on timeout.
 
     `done, not_done = wait(fs)` in sync code; `done, not_done = await wait(fs)` in async.
@@ -277,21 +269,7 @@ class AsCompleted(Generic[T]):
                 fut._remove_callback(put)
 
 
-@overload
-def as_completed(
-    futures: Iterable[TaskFuture[T]], timeout: float | None = None
-) -> AsCompleted[T]: ...
-
-
-@overload  # futures of several types (their common type is not a `TaskFuture[T]`)
-def as_completed(
-    futures: Iterable[TaskFuture[Any]], timeout: float | None = None
-) -> AsCompleted[Any]: ...
-
-
-def as_completed(
-    futures: Iterable[TaskFuture[Any]], timeout: float | None = None
-) -> AsCompleted[Any]:
+def as_completed(futures: Iterable[TaskFuture[T]], timeout: float | None = None) -> AsCompleted[T]:
     """Yield futures as they finish (already-finished ones first).
 
     Works with `for` and `async for`; each future is yielded once.
