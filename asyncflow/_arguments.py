@@ -49,7 +49,7 @@ __all__ = (
     "unmapped",
 )
 
-T = TypeVar("T")
+T = TypeVar("T", covariant=True)  # the wrappers only give their value out
 
 # Types that never contain futures: skipped without further checks (the hot path).
 _ATOMIC: frozenset[type] = frozenset(

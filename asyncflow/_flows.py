@@ -50,7 +50,7 @@ from ._tasks import RETURN_STATE, check_not_return_state, is_async_callable, not
 __all__ = ("Flow", "flow")
 
 P = ParamSpec("P")
-R = TypeVar("R")
+R = TypeVar("R", covariant=True)  # only returned; covariant as `Task`'s (`_tasks.py` says why)
 T = TypeVar("T")
 # asyncflow's `hook(flow, state)` or Prefect's `hook(flow, flow_run, state)` (`_runs`).
 FlowHook = Callable[[Any, State], object] | Callable[[Any, Any, State], object]

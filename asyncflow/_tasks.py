@@ -57,7 +57,11 @@ from ._streaming import MapIter
 __all__ = ("Task", "is_async_callable", "task")
 
 P = ParamSpec("P")
-R = TypeVar("R")
+# Covariant (R is only returned): pyright types what an `async def` returns as
+# `CoroutineType[...]`, a subclass of `Coroutine`, and only a covariant R lets that task
+# match `.submit()`'s `Task[P, Coroutine[Any, Any, T]]` overload, so `TaskFuture[T]`
+# under pyright as under mypy (not a future of a coroutine).
+R = TypeVar("R", covariant=True)
 T = TypeVar("T")
 
 _RESERVED = "wait_for"
@@ -171,6 +175,8 @@ def validate_task_options(options: dict[str, Any]) -> tuple[dict[str, Any], Hook
 
 class Task(TaskSpec, Generic[P, R]):
     """A task: call it (`t(x)`), submit it (`t.submit(x)`), or map it (`t.map(xs)`)."""
+
+    fn: Callable[P, R]  # the function, with its own type (`TaskSpec` needs only a callable)
 
     def __init__(
         self,

@@ -304,6 +304,20 @@ def check_return_state() -> None:
     assert asyncio.run(answer(return_state=True)).result() == 42
 
 
+def check_typing() -> None:
+    # What makes pyright see `TaskFuture[int]` for an async task (covariant results;
+    # tests/typing_checks.py is the static check) and the plugin's entry point.
+    from mypy.plugin import Plugin
+
+    from asyncflow.futures import TaskFuture as Future
+    from asyncflow.mypy import plugin
+    from asyncflow.tasks import Task
+
+    assert vars(Future)["__parameters__"][0].__covariant__
+    assert vars(Task)["__parameters__"][1].__covariant__
+    assert issubclass(plugin("2.0"), Plugin)
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     "`@flow(task_runner=...)`": check_flow_task_runner,
     "`ThreadPoolTaskRunner(max_workers=...)`": check_thread_pool,
@@ -324,6 +338,7 @@ CHECKS: dict[str, Callable[[], None]] = {
     "`future.result(raise_on_failure=...)`, `.wait()`, `.state`": check_future_methods,
     "`prefect.futures.wait`, `as_completed`": check_wait_as_completed,
     "`PrefectFutureList.result()`": check_future_list,
+    "type checkers: `ParamSpec` signatures, `PrefectFuture[T]`": check_typing,
     "`TaskRunner.submit(task, parameters)`, `.map(...)`, `.duplicate()`": check_runner_api,
     "`ThreadPoolTaskRunner.cancel_all()`": check_cancel_all,
     "nested flows with their own task runner": check_nested_flows,

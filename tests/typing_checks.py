@@ -1,9 +1,15 @@
-"""Static typing checks, run by `mypy --strict` in CI and executed by test_typing.py.
+"""Static typing checks, run by `mypy --strict` and by `pyright` (strict, the checker of
+VS Code's Pylance) in CI, and executed by test_typing.py.
 
 Each `assert_type` fails type-checking if the decorators stop preserving the wrapped
 function's parameters and return type. Each `# type: ignore[...]` is a negative check:
-`--strict` includes `warn_unused_ignores`, so if a wrong call stops being an error,
-mypy fails on the unused ignore.
+`--strict` includes `warn_unused_ignores`, and pyproject's `[tool.pyright]` turns on
+`reportUnnecessaryTypeIgnoreComment`, so if a wrong call stops being an error, either
+checker fails on the unused ignore.
+
+The two checkers differ in one spelling: mypy calls what an `async def` returns
+`Coroutine[...]`, pyright `CoroutineType[...]` (a subclass). Checks of a coroutine
+are therefore assignments to `Coroutine[...]`, which both accept, not `assert_type`.
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ async def fetch(key: str) -> bytes:
     return key.encode()
 
 
+def float_result(fut: TaskFuture[float]) -> float:
+    return fut.result()
+
+
 @flow
 def sync_flow(n: int) -> list[int]:
     assert_type(double(n), int)
@@ -49,17 +59,26 @@ def sync_flow(n: int) -> list[int]:
     assert_type(futs[0], TaskFuture[int])
     assert_type(add.map([1, 2], y=unmapped(3)), FutureList[int])
     assert_type(add.submit(1, wait_for=[fut]), TaskFuture[int])
-    done, _not_done = wait(futs)
-    assert_type(done, set[TaskFuture[Any]])
-    assert_type(iter(as_completed(futs)), Iterator[TaskFuture[Any]])
+    done, not_done = wait(futs)
+    assert_type(done, set[TaskFuture[int]])
+    assert_type(not_done, set[TaskFuture[int]])
+    assert_type(wait([fut]).done, set[TaskFuture[int]])
+    assert_type(iter(as_completed(futs)), Iterator[TaskFuture[int]])
+    assert_type([f.result() for f in as_completed([fut], timeout=5)], list[int])
+    mixed: list[TaskFuture[object]] = [fut, fetch.submit("k")]  # TaskFuture is covariant
+    assert_type(wait(mixed).done, set[TaskFuture[object]])
+    assert_type(iter(as_completed(mixed)), Iterator[TaskFuture[object]])
+    assert_type(float_result(fut), float)  # a `TaskFuture[int]` is a `TaskFuture[float]`
+    assert_type(double.fn(n), int)  # `task.fn` is the function, with its type
     return [assert_type(v, int) for v in double.map_iter(range(3), max_concurrency=2)]
 
 
 @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
 async def async_flow(key: str) -> bytes:
-    coro = assert_type(fetch(key), Coroutine[Any, Any, bytes])
+    coro: Coroutine[Any, Any, bytes] = fetch(key)
     value = await coro
     assert_type(value, bytes)
+    assert_type(await fetch.fn(key), bytes)
     fut = fetch.submit(key)
     assert_type(fut, TaskFuture[bytes])
     assert_type(await fut, bytes)
@@ -69,7 +88,12 @@ async def async_flow(key: str) -> bytes:
     async for item in fetch.map_iter(["x"]):
         assert_type(item, bytes)
     async for finished in as_completed(many):
-        assert_type(finished, TaskFuture[Any])
+        assert_type(finished, TaskFuture[bytes])
+    done, not_done = await wait(many)
+    assert_type(done, set[TaskFuture[bytes]])
+    assert_type(not_done, set[TaskFuture[bytes]])
+    awaited: bytes = await fetch.submit(key)  # pyright once saw a future of a coroutine
+    assert awaited == value
     return value
 
 
@@ -86,7 +110,7 @@ def run_all() -> tuple[list[int], bytes]:
     runner_calls()
     ints = sync_flow(3)
     assert_type(ints, list[int])
-    coro = assert_type(async_flow("k"), Coroutine[Any, Any, bytes])
+    coro: Coroutine[Any, Any, bytes] = async_flow("k")
     return ints, asyncio.run(coro)
 
 
@@ -102,6 +126,13 @@ def wrong_calls_are_errors() -> None:  # never called: mypy checks the ignores a
     double("x")  # type: ignore[call-overload]
     fetch.submit(1)  # type: ignore[call-overload]
     sync_flow("n")  # type: ignore[call-overload]
+    double.fn("x")  # type: ignore[arg-type]
+    fetch.fn(1)  # type: ignore[arg-type, unused-coroutine]
+    _coroutine: Coroutine[Any, Any, str] = fetch("k")  # type: ignore[assignment]
+    _result: str = double.submit(1).result()  # type: ignore[assignment]
+    _done: set[TaskFuture[str]] = wait([double.submit(1)]).done  # type: ignore[assignment]
+    _narrower: TaskFuture[bool] = double.submit(1)  # type: ignore[assignment]
+    wait([1])  # type: ignore[arg-type]
 
 
 def prefect_paths() -> None:  # never called: the Prefect-style paths keep their types

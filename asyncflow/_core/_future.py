@@ -58,6 +58,10 @@ __all__ = (
 )
 
 R = TypeVar("R")
+# A future only gives its result out: covariant, so a `TaskFuture[int]` is a
+# `TaskFuture[float]` (and a `TaskFuture[list[int]]` a `TaskFuture[Iterable[int]]`).
+# `FutureList`, a `list`, keeps the invariant `R`.
+R_co = TypeVar("R_co", covariant=True)
 logger = logging.getLogger("asyncflow")
 
 # One lock for every future's state and callback list and for the engine's resolver.
@@ -128,7 +132,7 @@ class Deferred:
         return "<value not fetched yet>"
 
 
-class TaskFuture(Generic[R]):
+class TaskFuture(Generic[R_co]):
     """Handle on one task run: `.result()` in sync code, `await` in async code.
 
     Created by the engine, never by users. Thread-safe. Done callbacks behave as in
@@ -154,7 +158,7 @@ class TaskFuture(Generic[R]):
         self._state: State = PENDING
         self._value: Any = None
         self._exception: BaseException | None = None
-        self._callbacks: list[Callable[[TaskFuture[R]], object]] | None = None
+        self._callbacks: list[Callable[[TaskFuture[R_co]], object]] | None = None
         self._run = run
         # The event loop that must run for this future to complete (its own async run,
         # or an upstream's); blocking on that loop's thread would deadlock.
@@ -192,7 +196,7 @@ class TaskFuture(Generic[R]):
         """
         self._wait(_validate.timeout("timeout", timeout))
 
-    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R_co:
         """The run's value; re-raises its exception (or returns it if not raise_on_failure).
 
         Blocks until the run is final. A run that did not complete raises its own
@@ -244,7 +248,7 @@ class TaskFuture(Generic[R]):
             return self._state.type is StateType.CANCELLED
         return bool(run.cancel())
 
-    def add_done_callback(self, fn: Callable[[TaskFuture[R]], object]) -> None:
+    def add_done_callback(self, fn: Callable[[TaskFuture[R_co]], object]) -> None:
         """Call `fn(future)` once the run is final (at once if it already is).
 
         As in `concurrent.futures`: `fn` runs on the thread that completes the run;
@@ -260,7 +264,7 @@ class TaskFuture(Generic[R]):
         _call_callback(fn, self)
 
     # ---- async world -----------------------------------------------------------------
-    def __await__(self) -> Generator[Any, None, R]:
+    def __await__(self) -> Generator[Any, None, R_co]:
         if not self._state._final:
             check_not_self(self)
             yield from suspend_until_final(self, None)
@@ -278,14 +282,14 @@ class TaskFuture(Generic[R]):
             await Suspend(self, seconds)
 
     # ---- engine side -----------------------------------------------------------------
-    def _outcome(self, raise_on_failure: bool = True) -> R:
+    def _outcome(self, raise_on_failure: bool = True) -> R_co:
         self._observed = True
         exc = self._exception
         if exc is None:
             value = self._value
             if type(value) is Deferred:  # left where its runner ran it: load it now
                 value = self._get_value()
-            return value  # type: ignore[no-any-return]  # R is erased at runtime
+            return value  # type: ignore[no-any-return]  # R_co is erased at runtime
         if raise_on_failure:
             raise exc
         return exc  # type: ignore[return-value]  # documented: the exception object

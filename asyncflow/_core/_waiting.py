@@ -27,10 +27,16 @@ from __future__ import annotations
 import asyncio
 import math
 import queue
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import Any, Generic, TypeVar
+
+if sys.version_info >= (3, 11):
+    from typing import NamedTuple
+else:  # a generic NamedTuple needs 3.11; typing_extensions has it for 3.10
+    from typing_extensions import NamedTuple
 
 from . import _validate
 from ._context import enter_blocking, exit_blocking, sync_scope
@@ -48,17 +54,21 @@ __all__ = (
 )
 
 _get_running_loop = asyncio._get_running_loop
+# The futures' result type: `wait()` and `as_completed()` hand back the futures they were
+# given, so a checker keeps `TaskFuture[int]` through them (for futures of several types,
+# their common type: `TaskFuture` is covariant).
+T = TypeVar("T")
 
 
-class DoneAndNotDone(NamedTuple):
+class DoneAndNotDone(NamedTuple, Generic[T]):
     """What `wait()` gives: the futures that are final (`done`) and the others
     (`not_done`), as `concurrent.futures.wait` does; unpack it as a pair."""
 
-    done: set[TaskFuture[Any]]
-    not_done: set[TaskFuture[Any]]
+    done: set[TaskFuture[T]]
+    not_done: set[TaskFuture[T]]
 
 
-def _split(futures: list[TaskFuture[Any]]) -> DoneAndNotDone:
+def _split(futures: list[TaskFuture[T]]) -> DoneAndNotDone[T]:
     done = {f for f in futures if f.done()}
     return DoneAndNotDone(done, {f for f in futures if f not in done})
 
@@ -81,7 +91,7 @@ class _Countdown:
             self.on_zero()
 
 
-def _wait_sync(futures: list[TaskFuture[Any]], timeout: float | None) -> DoneAndNotDone:
+def _wait_sync(futures: list[TaskFuture[T]], timeout: float | None) -> DoneAndNotDone[T]:
     pending = [f for f in futures if not f.done()]
     if pending:
         for fut in pending:
@@ -138,7 +148,7 @@ async def drain_async(
     return 0
 
 
-class WaitCall:
+class WaitCall(Generic[T]):
     """What `wait()` returns: unpack it in sync code, await it in async code.
 
     Called where no event loop runs (plain sync code), or in a sync flow, it has
@@ -147,37 +157,37 @@ class WaitCall:
 
     __slots__ = ("_futures", "_result", "_timeout")
 
-    def __init__(self, futures: list[TaskFuture[Any]], timeout: float | None) -> None:
+    def __init__(self, futures: list[TaskFuture[T]], timeout: float | None) -> None:
         self._futures = futures
         self._timeout = timeout
-        self._result: DoneAndNotDone | None = None
+        self._result: DoneAndNotDone[T] | None = None
         if _get_running_loop() is None or sync_scope.get():
             self._result = _wait_sync(futures, timeout)
 
-    def _sync(self) -> DoneAndNotDone:
+    def _sync(self) -> DoneAndNotDone[T]:
         if self._result is None:
             self._result = _wait_sync(self._futures, self._timeout)
         return self._result
 
     @property
-    def done(self) -> set[TaskFuture[Any]]:
+    def done(self) -> set[TaskFuture[T]]:
         return self._sync().done
 
     @property
-    def not_done(self) -> set[TaskFuture[Any]]:
+    def not_done(self) -> set[TaskFuture[T]]:
         return self._sync().not_done
 
-    def __iter__(self) -> Iterator[set[TaskFuture[Any]]]:
+    def __iter__(self) -> Iterator[set[TaskFuture[T]]]:
         return iter(self._sync())
 
-    def __await__(self) -> Generator[Any, None, DoneAndNotDone]:
+    def __await__(self) -> Generator[Any, None, DoneAndNotDone[T]]:
         if self._result is None:
             yield from _wait_until(self._futures, _deadline(self._timeout)).__await__()
             self._result = _split(self._futures)
         return self._result
 
 
-def wait(futures: Iterable[TaskFuture[Any]], timeout: float | None = None) -> WaitCall:
+def wait(futures: Iterable[TaskFuture[T]], timeout: float | None = None) -> WaitCall[T]:
     """Wait until every future is final or `timeout` passes; never raises on timeout.
 
     `done, not_done = wait(fs)` in sync code; `done, not_done = await wait(fs)` in async.
@@ -192,19 +202,19 @@ def _timeout_error(unfinished: int, total: int) -> TimeoutError:
     return TimeoutError(f"{unfinished} (of {total}) futures unfinished")
 
 
-class AsCompleted:
+class AsCompleted(Generic[T]):
     """Iterate futures as they finish: `for f in ...` or `async for f in ...`."""
 
     __slots__ = ("_futures", "_timeout")
 
-    def __init__(self, futures: list[TaskFuture[Any]], timeout: float | None) -> None:
+    def __init__(self, futures: list[TaskFuture[T]], timeout: float | None) -> None:
         self._futures = futures
         self._timeout = timeout
 
-    def __iter__(self) -> Iterator[TaskFuture[Any]]:
+    def __iter__(self) -> Iterator[TaskFuture[T]]:
         futures = list(dict.fromkeys(self._futures))  # unique, in order
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        finished: queue.SimpleQueue[TaskFuture[Any]] = queue.SimpleQueue()
+        finished: queue.SimpleQueue[TaskFuture[T]] = queue.SimpleQueue()
         pending = [f for f in futures if not f.done()]
         for fut in pending:
             check_can_block(fut)
@@ -227,13 +237,13 @@ class AsCompleted:
             for fut in pending:
                 fut._remove_callback(finished.put)
 
-    async def __aiter__(self) -> AsyncIterator[TaskFuture[Any]]:
+    async def __aiter__(self) -> AsyncIterator[TaskFuture[T]]:
         futures = list(dict.fromkeys(self._futures))
         loop = asyncio.get_running_loop()
         deadline = None if self._timeout is None else loop.time() + self._timeout
-        finished: asyncio.Queue[TaskFuture[Any]] = asyncio.Queue()
+        finished: asyncio.Queue[TaskFuture[T]] = asyncio.Queue()
 
-        def put(fut: TaskFuture[Any]) -> None:
+        def put(fut: TaskFuture[T]) -> None:
             if _get_running_loop() is loop:
                 finished.put_nowait(fut)
             else:
@@ -259,7 +269,7 @@ class AsCompleted:
                 fut._remove_callback(put)
 
 
-def as_completed(futures: Iterable[TaskFuture[Any]], timeout: float | None = None) -> AsCompleted:
+def as_completed(futures: Iterable[TaskFuture[T]], timeout: float | None = None) -> AsCompleted[T]:
     """Yield futures as they finish (already-finished ones first).
 
     Works with `for` and `async for`; each future is yielded once.
