@@ -23,7 +23,7 @@ import functools
 import inspect
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
 
 from ._arguments import Upstreams, find_upstreams, raise_if_upstream_failed, resolve
 from ._core import (
@@ -38,6 +38,7 @@ from ._core import (
     error_of,
     outcome,
 )
+from ._methods import bind_flow, rewrap_method, unwrap_method
 from ._runners._base import TaskRunner
 from ._runners._current import installed_runner
 from ._runners._shared import SharedTaskRunner
@@ -49,6 +50,10 @@ __all__ = ("Flow", "flow")
 
 P = ParamSpec("P")
 R = TypeVar("R")
+# A bound method's flow: its parameters after the first (`self`), its return type.
+P2 = ParamSpec("P2")
+R2 = TypeVar("R2")
+S = TypeVar("S")
 # asyncflow's `hook(flow, state)` or Prefect's `hook(flow, flow_run, state)` (`_runs`).
 FlowHook = Callable[[Any, State], object] | Callable[[Any, Any, State], object]
 
@@ -93,6 +98,7 @@ class Flow(Generic[P, R]):
         on_cancellation: Sequence[FlowHook] | None = None,
         on_crashed: Sequence[FlowHook] | None = None,
     ) -> None:
+        fn, self._method_kind = unwrap_method(fn)  # `@flow @classmethod`: its function
         if not callable(fn):
             raise TypeError(f"@flow expects a function, got {type(fn).__name__}: {fn!r}")
         try:
@@ -146,7 +152,21 @@ class Flow(Generic[P, R]):
         unknown = set(options) - _OPTION_NAMES
         if unknown:
             raise TypeError(f"flow {self.name!r}: unknown option(s) {sorted(unknown)}")
-        return Flow(self.fn, **{**current, **options})
+        return Flow(rewrap_method(self.fn, self._method_kind), **{**current, **options})
+
+    # ---- methods: `C().f` is this flow bound to the instance (`_methods.py`) -------------
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Flow[P, R]: ...
+
+    @overload
+    def __get__(
+        self: Flow[Concatenate[S, P2], R2], instance: S, owner: type[Any] | None = None
+    ) -> Flow[P2, R2]: ...
+
+    def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any:
+        """A flow on a method, looked up on an instance: the flow bound to it (a class
+        method's flow binds the class; a static method's binds nothing)."""
+        return bind_flow(self, self._method_kind, instance, owner)
 
     def _begin(self, bound: inspect.BoundArguments) -> _Began | None:
         """A call starts: call the `on_running` hooks (None: this flow has no hooks)."""
