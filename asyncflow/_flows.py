@@ -45,6 +45,7 @@ from ._runners._shared import SharedTaskRunner
 from ._runners._thread import ThreadPoolTaskRunner
 from ._runs import Hooks, HookSet, flow_run_record, new_run_id
 from ._tasks import is_async_callable
+from ._validation import FlowParameters
 
 __all__ = ("Flow", "flow")
 
@@ -92,6 +93,7 @@ class Flow(Generic[P, R]):
         description: str | None = None,
         task_runner: TaskRunner | None = None,
         timeout_seconds: float | None = None,
+        validate_parameters: bool = True,
         on_completion: Sequence[FlowHook] | None = None,
         on_failure: Sequence[FlowHook] | None = None,
         on_running: Sequence[FlowHook] | None = None,
@@ -117,6 +119,8 @@ class Flow(Generic[P, R]):
             )
             if name is not None and (not isinstance(name, str) or not name):
                 raise TypeError(f"flow name must be a non-empty string, got {name!r}")
+            if not isinstance(validate_parameters, bool):
+                raise TypeError(f"validate_parameters must be a bool, got {validate_parameters!r}")
             if task_runner is not None and not isinstance(task_runner, TaskRunner):
                 raise TypeError(
                     f"task_runner must be a TaskRunner instance (e.g. ThreadPoolTaskRunner()), "
@@ -141,6 +145,9 @@ class Flow(Generic[P, R]):
         self.task_runner = task_runner
         self.is_async = is_async_callable(fn)
         self._signature = inspect.signature(fn)
+        # Prefect's names: the option, and a `validate_parameters(dict)` method.
+        self.should_validate_parameters = validate_parameters
+        self._parameters = FlowParameters(fn, f"flow {self.name!r}")  # built on first call
         functools.update_wrapper(self, fn)  # copies __doc__, __module__, __wrapped__...
 
     def __repr__(self) -> str:
@@ -148,7 +155,9 @@ class Flow(Generic[P, R]):
 
     def with_options(self, **options: Any) -> Flow[P, R]:
         """A copy of this flow with some options changed (same names as `@flow`)."""
-        current = {option: getattr(self, option) for option in _OPTION_NAMES}  # all attributes
+        current = {
+            option: getattr(self, _ATTRIBUTES.get(option, option)) for option in _OPTION_NAMES
+        }
         unknown = set(options) - _OPTION_NAMES
         if unknown:
             raise TypeError(f"flow {self.name!r}: unknown option(s) {sorted(unknown)}")
@@ -167,6 +176,25 @@ class Flow(Generic[P, R]):
         """A flow on a method, looked up on an instance: the flow bound to it (a class
         method's flow binds the class; a static method's binds nothing)."""
         return bind_flow(self, self._method_kind, instance, owner)
+
+    def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """`parameters` checked against the function's annotations, with the values
+        pydantic converts converted (what a call does first, as Prefect's method).
+
+        Raises:
+            ParameterTypeError: a parameter does not fit its annotation.
+            ImportError: a parameter needs checking and pydantic is not installed.
+        """
+        return self._parameters.validated(parameters)
+
+    def _checked(
+        self, bound: inspect.BoundArguments, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The call's (resolved) arguments, validated: converted values replace given
+        ones (`_validation.py`); raises `ParameterTypeError` before the body runs."""
+        if self.should_validate_parameters and self._parameters.apply(bound.arguments):
+            return bound.args, bound.kwargs
+        return args, kwargs
 
     def _begin(self, bound: inspect.BoundArguments) -> _Began | None:
         """A call starts: call the `on_running` hooks (None: this flow has no hooks)."""
@@ -230,6 +258,7 @@ class Flow(Generic[P, R]):
             for fut, _ in upstreams:
                 block_until_final(fut)
             call_args, call_kwargs = _resolved_arguments(bound, upstreams, str(self.name))
+        call_args, call_kwargs = self._checked(bound, call_args, call_kwargs)
         began = self._begin(bound)
         try:
             value = self._call_sync(call_args, call_kwargs)
@@ -281,6 +310,7 @@ class Flow(Generic[P, R]):
                 check_not_self(fut)
                 await Suspend(fut)
             args, kwargs = _resolved_arguments(bound, upstreams, str(self.name))
+        args, kwargs = self._checked(bound, args, kwargs)
         began = self._begin(bound)
         try:
             if self.timeout_seconds is None:
@@ -335,6 +365,7 @@ def flow(
     description: str | None = None,
     task_runner: TaskRunner | None = None,
     timeout_seconds: float | None = None,
+    validate_parameters: bool = True,
     on_completion: Sequence[FlowHook] | None = None,
     on_failure: Sequence[FlowHook] | None = None,
     on_running: Sequence[FlowHook] | None = None,
@@ -355,7 +386,10 @@ def flow(
 
     A flow is a scope: it returns only once the runs it submitted are final; if its
     body raises, runs not started are cancelled. Each call uses a fresh
-    `task_runner.duplicate()`.
+    `task_runner.duplicate()`. Each call first checks the arguments against the
+    function's annotations and converts them, with pydantic (`"3"` becomes `3` for
+    `n: int`; an argument that does not fit raises `ParameterTypeError` before the
+    body runs); `validate_parameters=False` turns that off (docs/flows.md).
 
     Raises:
         ValueError: an option is out of range (e.g. `timeout_seconds=0`).
@@ -379,3 +413,5 @@ def _probe() -> None:
 
 
 _OPTION_NAMES = frozenset(inspect.signature(Flow.__init__).parameters.keys() - {"self", "fn"})
+# Options kept under another attribute name (`validate_parameters` is also a method).
+_ATTRIBUTES = {"validate_parameters": "should_validate_parameters"}

@@ -20,6 +20,7 @@ from ._core import (
     WouldDeadlock,
 )
 from ._public import publish
+from ._validation import ParameterTypeError
 
 __all__ = (
     "AcquireConcurrencySlotTimeoutError",
@@ -28,6 +29,7 @@ __all__ = (
     "ConcurrencySlotAcquisitionError",
     "MappingLengthMismatch",
     "MappingMissingIterable",
+    "ParameterTypeError",
     "RemoteError",
     "RunnerNotStarted",
     "SerializationError",

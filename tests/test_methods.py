@@ -251,6 +251,20 @@ async def test_an_async_flow_on_a_method() -> None:
     assert await Scaler(3).arun(2) == 6
 
 
+def test_a_method_flow_validates_its_arguments_not_self() -> None:
+    pytest.importorskip("pydantic")
+
+    @dataclass
+    class Typed:
+        k: int
+
+        @flow
+        def add(self: Typed, x: int) -> int:  # an annotated receiver is not checked
+            return self.k + x
+
+    assert Typed(1).add("2") == 3  # coerced: "2" -> 2
+
+
 # ---- a process pool pickles the receiver ------------------------------------------------
 
 

@@ -257,6 +257,19 @@ def check_task_workers() -> None:
     assert sends() == [1, 2]
 
 
+def check_validate_parameters() -> None:
+    from asyncflow.exceptions import ParameterTypeError
+
+    @flow
+    def typed(n: int) -> int:
+        return n
+
+    assert typed("3") == 3  # converted, as Prefect does
+    with pytest.raises(ParameterTypeError, match="parameter n"):
+        typed("three")  # type: ignore[arg-type]
+    assert typed.with_options(validate_parameters=False)("3") == "3"  # type: ignore[arg-type]
+
+
 class Meter:
     def __init__(self, unit: int) -> None:
         self.unit = unit
@@ -311,6 +324,7 @@ CHECKS: dict[str, Callable[[], None]] = {
     "`TaskRunner.submit(task, parameters)`, `.map(...)`, `.duplicate()`": check_runner_api,
     "`ThreadPoolTaskRunner.cancel_all()`": check_cancel_all,
     "nested flows with their own task runner": check_nested_flows,
+    "flow parameter validation, `validate_parameters=`": check_validate_parameters,
     "tasks and flows on methods, class methods, static methods": check_methods,
     "`retries`, `retry_delay_seconds`, `retry_jitter_factor`, `retry_condition_fn`": (
         check_retries

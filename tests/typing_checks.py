@@ -244,3 +244,13 @@ async def method_calls(account: Account) -> None:  # never called: the types are
     account.deposit(account, 1)  # type: ignore[arg-type, call-arg]
     account.settle("x")  # type: ignore[arg-type]
     Account.deposit(1)  # type: ignore[arg-type, call-arg]
+
+
+def validated_flows() -> None:  # never called: the option type-checks
+    @flow(validate_parameters=False)
+    def loose(n: int) -> int:
+        return n
+
+    assert_type(loose.validate_parameters({"n": "1"}), dict[str, Any])
+    assert_type(loose.with_options(validate_parameters=True)(1), int)
+    flow(validate_parameters="no")  # type: ignore[call-overload]
