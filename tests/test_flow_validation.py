@@ -345,3 +345,77 @@ def test_importing_asyncflow_does_not_import_pydantic() -> None:
     imported = {line.split("|")[-1].strip() for line in out.stderr.splitlines() if "|" in line}
     assert "asyncflow._validation" in imported  # the table was read
     assert not {name for name in imported if name.split(".")[0] in ("pydantic", "pydantic_core")}
+
+
+# ---- the pieces, in process ------------------------------------------------------------
+
+
+def test_without_pydantic_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pydantic", None)  # importing it now fails
+
+    @flow
+    def f(n: int | None, tag: Literal["a", "b"], *rest: float, **extra: str) -> Any:
+        return n, tag, rest, extra
+
+    @flow
+    def unannotated(a) -> Any:  # nothing to check: no warning, no pydantic needed
+        return a
+
+    assert f(None, "a", 1.0, k="v") == (None, "a", (1.0,), {"k": "v"})
+    assert unannotated.validate_parameters({"a": "x"}) == {"a": "x"}
+    with pytest.warns(UserWarning, match=r"parameter 'extra' got 3 \(int\), not str"):
+        assert f(1, "b", 2.0, k=3) == (1, "b", (2.0,), {"k": 3})
+    assert f("x", "c") == ("x", "c", (), {})  # warned once per flow: silent now
+    with pytest.raises(ImportError, match="asyncflow\\[pydantic\\]"):
+        f.validate_parameters({"n": 1})
+
+
+def test_the_shallow_check() -> None:
+    from typing import Annotated
+
+    from asyncflow._validation import _fits
+
+    class Proto(Protocol):
+        def go(self) -> None: ...
+
+    assert _fits(1, int)
+    assert not _fits("1", int)
+    assert _fits([1], list[str])  # the outer class only
+    assert not _fits((1,), list[int])
+    assert _fits(None, int | None)
+    assert not _fits(1.5, int | None)
+    assert _fits(None, None)
+    assert not _fits(0, None)
+    assert _fits("a", Literal["a"])
+    assert not _fits("z", Literal["a"])
+    assert _fits(2, Annotated[int, "meta"])
+    assert _fits(object(), Proto)  # cannot tell: passes
+    assert _fits(3, "int")  # an unresolved string: cannot tell
+
+
+def test_what_counts_as_unchanged() -> None:
+    from asyncflow._validation import unchanged
+
+    assert unchanged([1, [2, 3]], [1, [2, 3]])
+    assert not unchanged([1, [2, 3]], [1, [2.0, 3]])
+    assert not unchanged((1,), (1, 2))
+    assert unchanged({"a": (1,)}, {"a": (1,)})
+    assert not unchanged({"a": 1}, {"b": 1})
+    assert unchanged({1, 2}, {1, 2})
+    assert not unchanged({1}, {1.0})
+    assert not unchanged(1, 1.0)
+    assert not unchanged(Box(1), Box(1))  # another object of a class: the converted one
+
+
+def test_a_flow_pickles_without_its_built_checks() -> None:
+    import cloudpickle
+
+    @flow
+    def f(n: int) -> int:
+        return n
+
+    assert f("1") == 1
+    copy = cloudpickle.loads(cloudpickle.dumps(f))
+    assert copy("2") == 2  # rebuilt where it landed
+    with pytest.raises(ParameterTypeError):
+        copy("x")
