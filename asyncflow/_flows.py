@@ -23,7 +23,7 @@ import functools
 import inspect
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
 from ._arguments import Upstreams, find_upstreams, raise_if_upstream_failed, resolve
 from ._core import (
@@ -40,18 +40,24 @@ from ._core import (
     outcome,
     state_with_data,
 )
+from ._methods import bind_flow, rewrap_method, unwrap_method
 from ._runners._base import TaskRunner
 from ._runners._current import installed_runner
 from ._runners._shared import SharedTaskRunner
 from ._runners._thread import ThreadPoolTaskRunner
 from ._runs import Hooks, HookSet, flow_run_record, new_run_id
 from ._tasks import RETURN_STATE, check_not_return_state, is_async_callable, not_ready_state
+from ._validation import FlowParameters
 
 __all__ = ("Flow", "flow")
 
 P = ParamSpec("P")
 R = TypeVar("R", covariant=True)  # only returned; covariant as `Task`'s (`_tasks.py` says why)
 T = TypeVar("T")
+# A bound method's flow: its parameters after the first (`self`), its return type.
+P2 = ParamSpec("P2")
+R2 = TypeVar("R2")
+S = TypeVar("S")
 # asyncflow's `hook(flow, state)` or Prefect's `hook(flow, flow_run, state)` (`_runs`).
 FlowHook = Callable[[Any, State], object] | Callable[[Any, Any, State], object]
 
@@ -90,12 +96,14 @@ class Flow(Generic[P, R]):
         description: str | None = None,
         task_runner: TaskRunner | None = None,
         timeout_seconds: float | None = None,
+        validate_parameters: bool = True,
         on_completion: Sequence[FlowHook] | None = None,
         on_failure: Sequence[FlowHook] | None = None,
         on_running: Sequence[FlowHook] | None = None,
         on_cancellation: Sequence[FlowHook] | None = None,
         on_crashed: Sequence[FlowHook] | None = None,
     ) -> None:
+        fn, self._method_kind = unwrap_method(fn)  # `@flow @classmethod`: its function
         if not callable(fn):
             raise TypeError(f"@flow expects a function, got {type(fn).__name__}: {fn!r}")
         try:
@@ -114,6 +122,8 @@ class Flow(Generic[P, R]):
             )
             if name is not None and (not isinstance(name, str) or not name):
                 raise TypeError(f"flow name must be a non-empty string, got {name!r}")
+            if not isinstance(validate_parameters, bool):
+                raise TypeError(f"validate_parameters must be a bool, got {validate_parameters!r}")
             if task_runner is not None and not isinstance(task_runner, TaskRunner):
                 raise TypeError(
                     f"task_runner must be a TaskRunner instance (e.g. ThreadPoolTaskRunner()), "
@@ -139,6 +149,9 @@ class Flow(Generic[P, R]):
         self.is_async = is_async_callable(fn)
         self._signature = inspect.signature(fn)
         check_not_return_state(self._signature.parameters, f"flow {self.name!r}")
+        # Prefect's names: the option, and a `validate_parameters(dict)` method.
+        self.should_validate_parameters = validate_parameters
+        self._parameters = FlowParameters(fn, f"flow {self.name!r}")  # built on first call
         functools.update_wrapper(self, fn)  # copies __doc__, __module__, __wrapped__...
 
     def __repr__(self) -> str:
@@ -146,11 +159,46 @@ class Flow(Generic[P, R]):
 
     def with_options(self, **options: Any) -> Flow[P, R]:
         """A copy of this flow with some options changed (same names as `@flow`)."""
-        current = {option: getattr(self, option) for option in _OPTION_NAMES}  # all attributes
+        current = {
+            option: getattr(self, _ATTRIBUTES.get(option, option)) for option in _OPTION_NAMES
+        }
         unknown = set(options) - _OPTION_NAMES
         if unknown:
             raise TypeError(f"flow {self.name!r}: unknown option(s) {sorted(unknown)}")
-        return Flow(self.fn, **{**current, **options})
+        return Flow(rewrap_method(self.fn, self._method_kind), **{**current, **options})
+
+    # ---- methods: `C().f` is this flow bound to the instance (`_methods.py`) -------------
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Flow[P, R]: ...
+
+    @overload
+    def __get__(
+        self: Flow[Concatenate[S, P2], R2], instance: S, owner: type[Any] | None = None
+    ) -> Flow[P2, R2]: ...
+
+    def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any:
+        """A flow on a method, looked up on an instance: the flow bound to it (a class
+        method's flow binds the class; a static method's binds nothing)."""
+        return bind_flow(self, self._method_kind, instance, owner)
+
+    def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """`parameters` checked against the function's annotations, with the values
+        pydantic converts converted (what a call does first, as Prefect's method).
+
+        Raises:
+            ParameterTypeError: a parameter does not fit its annotation.
+            ImportError: a parameter needs checking and pydantic is not installed.
+        """
+        return self._parameters.validated(parameters)
+
+    def _checked(
+        self, bound: inspect.BoundArguments, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The call's (resolved) arguments, validated: converted values replace given
+        ones (`_validation.py`); raises `ParameterTypeError` before the body runs."""
+        if self.should_validate_parameters and self._parameters.apply(bound.arguments):
+            return bound.args, bound.kwargs
+        return args, kwargs
 
     def _begin(self, bound: inspect.BoundArguments) -> _Began | None:
         """A call starts: call the `on_running` hooks (None: this flow has no hooks)."""
@@ -252,6 +300,7 @@ class Flow(Generic[P, R]):
             if return_state and (skipped := not_ready_state(upstreams, str(self.name), "flow")):
                 return skipped
             call_args, call_kwargs = _resolved_arguments(bound, upstreams, str(self.name))
+        call_args, call_kwargs = self._checked(bound, call_args, call_kwargs)
         began = self._begin(bound)
         try:
             value = self._call_sync(call_args, call_kwargs)
@@ -304,6 +353,7 @@ class Flow(Generic[P, R]):
             if return_state and (skipped := not_ready_state(upstreams, str(self.name), "flow")):
                 return skipped
             args, kwargs = _resolved_arguments(bound, upstreams, str(self.name))
+        args, kwargs = self._checked(bound, args, kwargs)
         began = self._begin(bound)
         try:
             if self.timeout_seconds is None:
@@ -365,6 +415,7 @@ def flow(
     description: str | None = None,
     task_runner: TaskRunner | None = None,
     timeout_seconds: float | None = None,
+    validate_parameters: bool = True,
     on_completion: Sequence[FlowHook] | None = None,
     on_failure: Sequence[FlowHook] | None = None,
     on_running: Sequence[FlowHook] | None = None,
@@ -385,7 +436,10 @@ def flow(
 
     A flow is a scope: it returns only once the runs it submitted are final; if its
     body raises, runs not started are cancelled. Each call uses a fresh
-    `task_runner.duplicate()`.
+    `task_runner.duplicate()`. Each call first checks the arguments against the
+    function's annotations and converts them, with pydantic (`"3"` becomes `3` for
+    `n: int`; an argument that does not fit raises `ParameterTypeError` before the
+    body runs); `validate_parameters=False` turns that off (docs/flows.md).
 
     Raises:
         ValueError: an option is out of range (e.g. `timeout_seconds=0`).
@@ -409,3 +463,5 @@ def _probe() -> None:
 
 
 _OPTION_NAMES = frozenset(inspect.signature(Flow.__init__).parameters.keys() - {"self", "fn"})
+# Options kept under another attribute name (`validate_parameters` is also a method).
+_ATTRIBUTES = {"validate_parameters": "should_validate_parameters"}

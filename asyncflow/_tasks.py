@@ -21,7 +21,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
 
 from ._arguments import find_upstreams, raise_if_upstream_failed
 from ._core import (
@@ -49,6 +49,7 @@ from ._core import (
     state_with_data,
     validate_delay,
 )
+from ._methods import bind_task, rewrap_method, unwrap_method
 from ._runners._base import TaskSpec, new_run, wait_for_upstreams
 from ._runners._current import current_runner
 from ._runs import RUN_BOOK, Hooks, HookSet, attempt_failed_state, takes_run_record, task_run_record
@@ -63,6 +64,10 @@ P = ParamSpec("P")
 # under pyright as under mypy (not a future of a coroutine).
 R = TypeVar("R", covariant=True)
 T = TypeVar("T")
+# A bound method's task: its parameters after the first (`self`), its return type.
+P2 = ParamSpec("P2")
+R2 = TypeVar("R2")
+S = TypeVar("S")
 
 _RESERVED = "wait_for"
 # The keyword of a direct call that returns the run's final State (as Prefect's).
@@ -196,6 +201,7 @@ class Task(TaskSpec, Generic[P, R]):
         on_cancellation: Sequence[StateHook] | None = None,
         on_crashed: Sequence[StateHook] | None = None,
     ) -> None:
+        fn, self._method_kind = unwrap_method(fn)  # `@task @classmethod`: its function
         if not callable(fn):
             raise TypeError(f"@task expects a function, got {type(fn).__name__}: {fn!r}")
         label = name if isinstance(name, str) and name else _callable_name(fn)
@@ -288,7 +294,21 @@ class Task(TaskSpec, Generic[P, R]):
         merged = {**self._options, **options}
         if "name" not in options:
             merged["name"] = self.name
-        return Task(self.fn, **merged)
+        return Task(rewrap_method(self.fn, self._method_kind), **merged)
+
+    # ---- methods: `C().m` is this task bound to the instance (`_methods.py`) -------------
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Task[P, R]: ...
+
+    @overload
+    def __get__(
+        self: Task[Concatenate[S, P2], R2], instance: S, owner: type[Any] | None = None
+    ) -> Task[P2, R2]: ...
+
+    def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any:
+        """A task on a method, looked up on an instance: the task bound to it (a class
+        method's task binds the class; a static method's binds nothing)."""
+        return bind_task(self, self._method_kind, instance, owner)
 
     # ---- execution options, hooks, retry conditions ----------------------------------------
     def _build_run_options(self) -> None:

@@ -22,6 +22,7 @@ from ._core import (
     WouldDeadlock,
 )
 from ._public import publish
+from ._validation import ParameterTypeError
 
 __all__ = (
     "AcquireConcurrencySlotTimeoutError",
@@ -31,6 +32,7 @@ __all__ = (
     "MappingLengthMismatch",
     "MappingMissingIterable",
     "MissingResult",
+    "ParameterTypeError",
     "RemoteError",
     "RunnerNotStarted",
     "SerializationError",

@@ -318,6 +318,51 @@ def check_typing() -> None:
     assert issubclass(plugin("2.0"), Plugin)
 
 
+def check_validate_parameters() -> None:
+    from asyncflow.exceptions import ParameterTypeError
+
+    @flow
+    def typed(n: int) -> int:
+        return n
+
+    assert typed("3") == 3  # converted, as Prefect does
+    with pytest.raises(ParameterTypeError, match="parameter n"):
+        typed("three")  # type: ignore[arg-type]
+    assert typed.with_options(validate_parameters=False)("3") == "3"  # type: ignore[arg-type]
+
+
+class Meter:
+    def __init__(self, unit: int) -> None:
+        self.unit = unit
+
+    @task
+    def measure(self, x: int) -> int:
+        return x * self.unit
+
+    @task
+    @classmethod
+    def name_of(cls) -> str:
+        return cls.__name__
+
+    @task
+    @staticmethod
+    def zero() -> int:
+        return 0
+
+    @flow
+    def survey(self, xs: list[int]) -> list[int]:
+        return self.measure.map(xs)
+
+
+def check_methods() -> None:
+    meter = Meter(10)
+    assert meter.measure(1) == 10
+    assert meter.measure.submit(2).result(timeout=WAIT) == 20
+    assert meter.survey([1, 2]) == [10, 20]
+    assert Meter.name_of() == "Meter"
+    assert meter.zero.submit().result(timeout=WAIT) == 0
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     "`@flow(task_runner=...)`": check_flow_task_runner,
     "`ThreadPoolTaskRunner(max_workers=...)`": check_thread_pool,
@@ -342,6 +387,8 @@ CHECKS: dict[str, Callable[[], None]] = {
     "`TaskRunner.submit(task, parameters)`, `.map(...)`, `.duplicate()`": check_runner_api,
     "`ThreadPoolTaskRunner.cancel_all()`": check_cancel_all,
     "nested flows with their own task runner": check_nested_flows,
+    "flow parameter validation, `validate_parameters=`": check_validate_parameters,
+    "tasks and flows on methods, class methods, static methods": check_methods,
     "`retries`, `retry_delay_seconds`, `retry_jitter_factor`, `retry_condition_fn`": (
         check_retries
     ),

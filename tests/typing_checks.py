@@ -245,3 +245,55 @@ def prefect_hooks() -> None:  # never called: both hook forms and the decorators
     assert also is asyncflow_form
     hooked.on_running(3)  # type: ignore[type-var]
     assert_type(hooked.submit(1), TaskFuture[int])
+
+
+class Account:
+    """Tasks and flows on methods: the bound object's parameters are the function's
+    after `self` (mypy does not model `@task @classmethod` or a static method's task
+    looked up on an instance: docs/migrating-from-prefect.md)."""
+
+    def __init__(self, balance: int) -> None:
+        self.balance = balance
+
+    @task
+    def deposit(self, amount: int) -> int:
+        return self.balance + amount
+
+    @task
+    async def fetch_rate(self, currency: str) -> float:
+        return 1.0
+
+    @flow
+    def settle(self, amounts: list[int]) -> list[int]:
+        return self.deposit.map(amounts).result()
+
+    @task
+    @staticmethod
+    def fee(amount: int) -> int:
+        return amount // 100
+
+
+async def method_calls(account: Account) -> None:  # never called: the types are checked
+    assert_type(account.deposit(1), int)
+    assert_type(account.deposit.submit(1), TaskFuture[int])
+    assert_type(account.deposit.map([1, 2]), FutureList[int])
+    assert_type(account.deposit.submit(amount=1).result(), int)
+    assert_type(await account.fetch_rate("EUR"), float)
+    assert_type(account.fetch_rate.submit("EUR"), TaskFuture[float])
+    assert_type(account.settle([1]), list[int])
+    assert_type(Account.deposit(account, 1), int)  # on the class: `self` passed explicitly
+    assert_type(Account.fee.submit(100), TaskFuture[int])
+    account.deposit.submit("1")  # type: ignore[call-overload]
+    account.deposit(account, 1)  # type: ignore[call-overload]
+    account.settle("x")  # type: ignore[call-overload]
+    Account.deposit(1)  # type: ignore[call-overload]
+
+
+def validated_flows() -> None:  # never called: the option type-checks
+    @flow(validate_parameters=False)
+    def loose(n: int) -> int:
+        return n
+
+    assert_type(loose.validate_parameters({"n": "1"}), dict[str, Any])
+    assert_type(loose.with_options(validate_parameters=True)(1), int)
+    flow(validate_parameters="no")  # type: ignore[call-overload]
