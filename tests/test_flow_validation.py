@@ -15,13 +15,12 @@ import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import pydantic  # the test extra installs it: CI has it, never skips
 import pytest
 from helpers import WAIT
 
 from asyncflow import flow, task
 from asyncflow.exceptions import ParameterTypeError, UpstreamFailed
-
-pydantic = pytest.importorskip("pydantic")  # the test extra installs it: CI has it
 
 if TYPE_CHECKING:
     from decimal import Decimal  # only for type checkers: unresolvable at run time

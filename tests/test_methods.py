@@ -202,9 +202,6 @@ def test_a_class_method_task_gets_the_class() -> None:
     assert Holder.again(1) == ("Holder", 5)
 
 
-@pytest.mark.skipif(
-    sys.version_info >= (3, 13), reason="classmethod stopped passing lookups on in 3.13"
-)
 def test_classmethod_outside_task_works_where_classmethod_chains() -> None:
     class Old:
         n = 2
@@ -214,7 +211,13 @@ def test_classmethod_outside_task_works_where_classmethod_chains() -> None:
         def double(cls, x: int) -> int:
             return cls.n * x
 
-    assert Old.double(3) == 6
+    assert Old.double(3) == 6  # a direct call works on every version
+    if sys.version_info >= (3, 13):
+        # classmethod stopped passing lookups on to the descriptor it wraps: the
+        # lookup is a plain bound method of the task (documented: put @task outside).
+        with pytest.raises(AttributeError, match="submit"):
+            Old.double.submit(4)  # type: ignore[attr-defined]  # what 3.13 gives
+        return
     assert Old.double.submit(4).result(timeout=WAIT) == 8
     assert Old().double.map([1]).result(timeout=WAIT) == [2]
 
@@ -252,7 +255,6 @@ async def test_an_async_flow_on_a_method() -> None:
 
 
 def test_a_method_flow_validates_its_arguments_not_self() -> None:
-    pytest.importorskip("pydantic")
 
     @dataclass
     class Typed:
