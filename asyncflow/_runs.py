@@ -264,6 +264,7 @@ def flow_run_record(
     state: State,
     started: float,
     final: bool,
+    run_count: int = 1,
 ) -> FlowRun:
     from ._run_records import FlowRun
 
@@ -275,5 +276,5 @@ def flow_run_record(
         state=state,
         start_time=_when(started),
         end_time=_when(state.timestamp) if final else None,
-        run_count=1,
+        run_count=run_count,
     )

@@ -257,6 +257,19 @@ def check_task_workers() -> None:
     assert sends() == [1, 2]
 
 
+def check_flow_retries() -> None:
+    attempts: list[int] = []
+
+    @flow(retries=2, retry_delay_seconds=0)
+    def troublesome() -> int:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise RuntimeError("oopsie daisy")
+        return len(attempts)
+
+    assert troublesome() == 3
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     "`@flow(task_runner=...)`": check_flow_task_runner,
     "`ThreadPoolTaskRunner(max_workers=...)`": check_thread_pool,
@@ -283,6 +296,7 @@ CHECKS: dict[str, Callable[[], None]] = {
         check_retries
     ),
     "`timeout_seconds`": check_timeout,
+    "`@flow(retries=..., retry_delay_seconds=...)`": check_flow_retries,
     "`on_completion`, `on_failure` state hooks": check_hooks,
     "submitting with no flow": check_submit_without_flow,
     "tag-based task concurrency limits": check_concurrency_limits,

@@ -13,7 +13,7 @@ the validators, `*_sigterm` for the signal claim, `*_engine_loop` for the portal
 """
 
 from ._alarm import DeadlineAlarm
-from ._attempt import CancelReason
+from ._attempt import Attempts, CancelReason, Retry
 from ._context import current_run, enter_blocking, exit_blocking, sync_scope
 from ._engine import (
     Run,
@@ -81,6 +81,7 @@ __all__ = (
     "MAX_PENDING_RUNS",
     "NO_OPTIONS",
     "AsyncflowError",
+    "Attempts",
     "CancelReason",
     "CircularDependency",
     "ConcurrencyLimit",
@@ -93,6 +94,7 @@ __all__ = (
     "MappingMissingIterable",
     "PendingLimit",
     "RemoteError",
+    "Retry",
     "RetryPolicy",
     "Run",
     "RunOptions",
