@@ -28,11 +28,12 @@ final state only; `on_running` hooks are called as each attempt starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from ._arguments import Upstreams, find_upstreams, raise_if_upstream_failed, resolve
@@ -58,6 +59,7 @@ from ._runners._current import installed_runner
 from ._runners._shared import SharedTaskRunner
 from ._runners._thread import ThreadPoolTaskRunner
 from ._runs import Hooks, HookSet, flow_run_record, new_run_id
+from ._tags import check_tags, current_tags, tags
 from ._tasks import is_async_callable
 
 __all__ = ("Flow", "flow")
@@ -78,13 +80,14 @@ _sleep_async = asyncio.sleep
 class _Began:
     """One flow call with hooks: its run id, Running state, parameters and attempts."""
 
-    __slots__ = ("attempts", "id", "parameters", "state")
+    __slots__ = ("attempts", "id", "parameters", "state", "tags")
 
     def __init__(self, parameters: dict[str, Any]) -> None:
         self.id = new_run_id()
         self.state = State(StateType.RUNNING)
         self.parameters = parameters
         self.attempts: _FlowAttempts | None = None
+        self.tags: frozenset[str] = frozenset()
 
 
 class _FlowAttempts(Attempts):
@@ -135,6 +138,7 @@ class Flow(Generic[P, R]):
         timeout_seconds: float | None = None,
         retries: int = 0,
         retry_delay_seconds: RetryDelay = 0,
+        tags: Iterable[str] | None = None,
         on_completion: Sequence[FlowHook] | None = None,
         on_failure: Sequence[FlowHook] | None = None,
         on_running: Sequence[FlowHook] | None = None,
@@ -149,6 +153,7 @@ class Flow(Generic[P, R]):
             )
             self.retries: int = check_count("retries", retries)
             self.retry_delay_seconds = validate_delay(retry_delay_seconds)
+            self.tags: frozenset[str] = check_tags(tags)
             hooks = HookSet(
                 "flow",
                 {
@@ -205,6 +210,15 @@ class Flow(Generic[P, R]):
             return None
         return _Began(dict(bound.arguments))
 
+    @contextlib.contextmanager
+    def _tagged(self, began: _Began | None) -> Iterator[None]:
+        """The flow's tags around its body, as a `with tags(...)` block: the runs it
+        submits and the flows it calls carry them (the call's record too)."""
+        with tags(*self.tags) if self.tags else contextlib.nullcontext():
+            if began is not None:
+                began.tags = current_tags()
+            yield
+
     def _attempts(self, began: _Began | None) -> _FlowAttempts:
         """The attempt machine of one call (the call's record counts its attempts)."""
         attempts = _FlowAttempts(str(self.name), self._retry)
@@ -230,6 +244,7 @@ class Flow(Generic[P, R]):
             began.state.timestamp,
             final is not None,
             1 if began.attempts is None else began.attempts.attempt,
+            began.tags,
         )
 
     def _finish(self, exc: BaseException | None, began: _Began | None) -> None:
@@ -287,15 +302,16 @@ class Flow(Generic[P, R]):
     ) -> Any:
         """Attempts of a sync flow until one ends the call (the machine decides)."""
         attempts = self._attempts(began)
-        while True:
-            self._attempt_begins(attempts, began)
-            try:
-                return self._call_sync(args, kwargs, attempts)
-            except Exception as exc:
-                delay = attempts.next_delay(exc)
-                if delay is None:
-                    raise
-            _sleep(delay)
+        with self._tagged(began):
+            while True:
+                self._attempt_begins(attempts, began)
+                try:
+                    return self._call_sync(args, kwargs, attempts)
+                except Exception as exc:
+                    delay = attempts.next_delay(exc)
+                    if delay is None:
+                        raise
+                _sleep(delay)
 
     def _call_sync(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], attempts: _FlowAttempts
@@ -357,15 +373,16 @@ class Flow(Generic[P, R]):
     ) -> Any:
         """Attempts of an async flow until one ends the call (the machine decides)."""
         attempts = self._attempts(began)
-        while True:
-            self._attempt_begins(attempts, began)
-            try:
-                return await self._attempt_async(args, kwargs, attempts)
-            except Exception as exc:
-                delay = attempts.next_delay(exc)
-                if delay is None:
-                    raise
-            await _sleep_async(delay)
+        with self._tagged(began):
+            while True:
+                self._attempt_begins(attempts, began)
+                try:
+                    return await self._attempt_async(args, kwargs, attempts)
+                except Exception as exc:
+                    delay = attempts.next_delay(exc)
+                    if delay is None:
+                        raise
+                await _sleep_async(delay)
 
     async def _attempt_async(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], attempts: _FlowAttempts
@@ -417,6 +434,7 @@ def flow(
     timeout_seconds: float | None = None,
     retries: int = 0,
     retry_delay_seconds: RetryDelay = 0,
+    tags: Iterable[str] | None = None,
     on_completion: Sequence[FlowHook] | None = None,
     on_failure: Sequence[FlowHook] | None = None,
     on_running: Sequence[FlowHook] | None = None,
@@ -440,6 +458,8 @@ def flow(
     `task_runner.duplicate()`. `retries=N` re-runs the whole body (each attempt with
     a fresh runner) after an exception, waiting `retry_delay_seconds` (as a task's);
     `timeout_seconds` bounds each attempt, and a timed-out attempt is not retried.
+    `tags` are entered as a `with tags(...)` block around the body: the runs it
+    submits carry them.
 
     Raises:
         ValueError: an option is out of range (e.g. `timeout_seconds=0`, `retries=-1`).

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from .._core import check_count, check_factor, check_timeout
 from ..settings import concurrency_limits
 from ._errors import AcquireConcurrencySlotTimeoutError, ConcurrencySlotAcquisitionError
-from ._slots import RATE_LIMIT, Slots, Ticket
+from ._slots import CONCURRENCY, RATE_LIMIT, Slots, Ticket
 
 __all__ = (
     "GRANTED",
@@ -36,7 +36,9 @@ __all__ = (
     "active",
     "enter",
     "get_limit",
+    "limited",
     "poll",
+    "queue_run",
     "release",
     "set_limit",
     "step",
@@ -211,6 +213,28 @@ def enter(request: Request, waker: Callable[[], None]) -> tuple[Ticket | None, f
     _wake([t for t in granted if t is not ticket])
     deadline = None if request.timeout is None else now + request.timeout
     return ticket, deadline
+
+
+def limited(names: Iterable[str]) -> tuple[str, ...]:
+    """The names among `names` that have a limit, silently (no warning for the others:
+    a run's tags are labels first, and most have no limit)."""
+    with _lock:
+        _load_environment_locked()
+        return tuple(name for name in names if _slots.limit_of(name) is not None)
+
+
+def queue_run(names: tuple[str, ...], waker: Callable[[], None]) -> tuple[Ticket | None, bool]:
+    """Queue a run for one slot of each of `names`, in line with every other holder:
+    its ticket (None: none of the names has a limit any more) and whether it holds the
+    slots now. If not, `waker` is called once, from whichever thread frees them."""
+    with _lock:
+        known = tuple(name for name in names if _slots.limit_of(name) is not None)
+        if not known:
+            return None, True
+        ticket = Ticket(known, 1, CONCURRENCY, waker)
+        granted = _slots.request(ticket, _clock())
+    _wake([t for t in granted if t is not ticket])
+    return ticket, ticket in granted
 
 
 def step(ticket: Ticket, deadline: float | None, timeout: float | None) -> float | None:

@@ -28,6 +28,8 @@ from ._engine import (
     stop_runs,
     upstream_failed,
 )
+from ._engine import admit as admit_parked_run
+from ._engine import release_limit as release_limit_slot
 from ._engine import submit as submit_run
 from ._exceptions import (
     AsyncflowError,
@@ -63,7 +65,14 @@ from ._future import (
     was_observed,
 )
 from ._generators import awaitable_result, consume_generator
-from ._policy import MAX_PENDING_RUNS, ConcurrencyLimit, PendingLimit, RetryPolicy, validate_delay
+from ._policy import (
+    MAX_PENDING_RUNS,
+    ConcurrencyLimit,
+    PendingLimit,
+    RetryPolicy,
+    RunLimit,
+    validate_delay,
+)
 from ._portal import get_loop as engine_loop
 from ._portal import stop as stop_engine_loop
 from ._run import NO_OPTIONS, RunOptions
@@ -97,6 +106,7 @@ __all__ = (
     "Retry",
     "RetryPolicy",
     "Run",
+    "RunLimit",
     "RunOptions",
     "RunnerNotStarted",
     "SerializationError",
@@ -111,6 +121,7 @@ __all__ = (
     "UpstreamFailed",
     "WorkerPool",
     "WouldDeadlock",
+    "admit_parked_run",
     "as_completed",
     "awaitable_result",
     "begin_many",
@@ -139,6 +150,7 @@ __all__ = (
     "is_deferred",
     "load_deferred",
     "outcome",
+    "release_limit_slot",
     "release_sigterm",
     "running_loop",
     "start_on_loop",
