@@ -544,3 +544,32 @@ def wait_until(condition: Callable[[], bool]) -> None:
             return
         reached.wait(0.001)  # polling a state of another thread, bounded
     raise AssertionError("the condition was not reached")
+
+
+@pytest.mark.timeout(60)
+def test_many_tagged_runs_with_cancels_leave_no_slot_behind() -> None:
+    set_limit("tag:db", 3)
+    set_limit("tag:api", 2)
+    meter = Meter()
+
+    @task(tags=["db"])
+    def query(i: int) -> int:
+        meter.enter()
+        meter.leave()
+        return i
+
+    with ThreadPoolTaskRunner(max_workers=8) as runner:
+        futures = []
+        for i in range(300):
+            with tags(*(["api"] if i % 3 == 0 else [])):
+                futures.append(runner.submit(query, {"i": i}))
+            if i % 5 == 0:
+                futures[-1].cancel()  # pending, parked or running: each must end clean
+        for f in futures:
+            f.wait(WAIT)
+    assert all(f.state.is_final() for f in futures)
+    done = [f.result() for f in futures if f.state.is_completed()]
+    assert len(done) >= 240  # the 60 cancelled ones may have run before the cancel
+    assert meter.most <= 3
+    assert (_registry.active("tag:db"), _registry.active("tag:api")) == (0, 0)
+    assert _registry.waiting() == 0

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from .._core import check_count, check_factor, check_timeout
 from ..settings import concurrency_limits
 from ._errors import AcquireConcurrencySlotTimeoutError, ConcurrencySlotAcquisitionError
-from ._slots import CONCURRENCY, RATE_LIMIT, Slots, Ticket
+from ._slots import RATE_LIMIT, Slots, Ticket
 
 __all__ = (
     "GRANTED",
@@ -223,18 +223,19 @@ def limited(names: Iterable[str]) -> tuple[str, ...]:
         return tuple(name for name in names if _slots.limit_of(name) is not None)
 
 
-def queue_run(names: tuple[str, ...], waker: Callable[[], None]) -> tuple[Ticket | None, bool]:
-    """Queue a run for one slot of each of `names`, in line with every other holder:
-    its ticket (None: none of the names has a limit any more) and whether it holds the
-    slots now. If not, `waker` is called once, from whichever thread frees them."""
+def queue_run(ticket: Ticket) -> bool:
+    """Queue a run's `ticket` (one slot of each of its names) in line with every other
+    holder. True if it holds the slots now, or if none of its names has a limit any
+    more (it holds nothing); else its waker is called once, from whichever thread
+    frees them. The caller keeps the ticket before queueing it, so a waker that runs
+    at once, from another thread, finds it."""
     with _lock:
-        known = tuple(name for name in names if _slots.limit_of(name) is not None)
-        if not known:
-            return None, True
-        ticket = Ticket(known, 1, CONCURRENCY, waker)
+        ticket.names = tuple(name for name in ticket.names if _slots.limit_of(name) is not None)
+        if not ticket.names:
+            return True
         granted = _slots.request(ticket, _clock())
     _wake([t for t in granted if t is not ticket])
-    return ticket, ticket in granted
+    return ticket in granted
 
 
 def step(ticket: Ticket, deadline: float | None, timeout: float | None) -> float | None:

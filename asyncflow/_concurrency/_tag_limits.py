@@ -33,7 +33,7 @@ from typing import Any
 
 from .._core import Run, RunLimit, admit_parked_run, release_limit_slot
 from . import _asyncio, _registry, _sync
-from ._slots import Ticket
+from ._slots import CONCURRENCY, Ticket
 
 __all__ = (
     "TAG_PREFIX",
@@ -58,7 +58,7 @@ def limit_by_tags(run: Run, tags: frozenset[str]) -> None:
     held = _held_by_ancestors(run)
     names = tuple(name for name in names if name not in held)
     if names:
-        run.limit = TagLimit(run, names, run.limit)
+        run.limit = TagLimit(names, run.limit)
 
 
 def _held_by_ancestors(run: Run) -> set[str]:
@@ -99,6 +99,10 @@ async def held_around_call_async(run: Run) -> AsyncIterator[None]:
         yield
 
 
+def _no_waker() -> None:
+    """The waker of a ticket whose run is done with it."""
+
+
 class TagLimit:
     """The limit of one run: a slot of each limit in `names`, then one of `inner` (its
     task's `max_concurrency`, None: none). The engine's limit interface:
@@ -108,19 +112,19 @@ class TagLimit:
 
     __slots__ = ("_ticket", "inner", "names", "run")
 
-    def __init__(self, run: Run, names: tuple[str, ...], inner: RunLimit | None) -> None:
-        self.run: Run | None = run
+    def __init__(self, names: tuple[str, ...], inner: RunLimit | None) -> None:
+        self.run: Run | None = None  # from its acquiring to its release: whom to start
         self.names = names
         self.inner = inner
-        self._ticket: Ticket | None = None
+        self._ticket = Ticket(names, 1, CONCURRENCY, self._granted)
 
     def __repr__(self) -> str:
         return f"TagLimit({list(self.names)}, inner={self.inner!r})"
 
     def acquire_or_park(self, run: Run) -> bool:
-        ticket, now = _registry.queue_run(self.names, self._granted)
-        self._ticket = ticket
-        if now and (self.inner is None or self.inner.acquire_or_park(run)):
+        self.run = run  # first: the registry may grant the ticket from another thread
+        holds_tags = _registry.queue_run(self._ticket)
+        if holds_tags and (self.inner is None or self.inner.acquire_or_park(run)):
             return True
         # Parked (on the tags, or on the task's limit holding the tags): a run cancelled
         # meanwhile gives back what it holds and leaves the line.
@@ -150,6 +154,6 @@ class TagLimit:
     def _give_back_tags(self) -> None:
         # `abandon` takes a waiting ticket out of the line and gives a granted one's
         # slots back; a second call does nothing, so every path may call it.
-        self.run = None  # no cycle run -> limit -> run once the run is done with it
-        if self._ticket is not None:
-            _registry.abandon(self._ticket)
+        self.run = None  # no cycle run -> limit -> run, nor limit -> ticket -> limit, left
+        _registry.abandon(self._ticket)
+        self._ticket.waker = _no_waker
