@@ -5,6 +5,15 @@ does not return while tasks it submitted still run; if the body raises (or an as
 flow is cancelled), runs not yet started are cancelled, async runs are cancelled, and
 the error propagates. Futures in the return value are resolved.
 
+Retries (`retries=`, `retry_delay_seconds=`) re-run the whole body. The rules are the
+ones task runs follow, from the core's attempt machine (`_core/_attempt.py`): this
+module only drives it (an attempt begins, it failed: judge it, wait the delay it
+gives, begin again). Each attempt is a scope of its own, with a fresh runner: the
+runs of a failed attempt are stopped and drained, as for any failing flow, before the
+next attempt starts. `timeout_seconds` bounds each attempt (as Prefect), and a
+timed-out attempt is final, not retried (as a task's timeout). State hooks see the
+final state only; `on_running` hooks are called as each attempt starts.
+
     >>> from asyncflow import task
     >>> @task
     ... def double(x: int) -> int:
@@ -19,26 +28,33 @@ the error propagates. Futures in the return value are resolved.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+import time
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
 from ._arguments import Upstreams, find_upstreams, raise_if_upstream_failed, resolve
 from ._core import (
+    Attempts,
+    Retry,
+    RetryPolicy,
     State,
     StateType,
     Suspend,
     TaskFuture,
     TaskTimeout,
     block_until_final,
+    check_count,
     check_not_self,
     check_timeout,
     ending_of_returned_state,
     error_of,
     outcome,
     state_with_data,
+    validate_delay,
 )
 from ._methods import bind_flow, rewrap_method, unwrap_method
 from ._runners._base import TaskRunner
@@ -46,6 +62,7 @@ from ._runners._current import installed_runner
 from ._runners._shared import SharedTaskRunner
 from ._runners._thread import ThreadPoolTaskRunner
 from ._runs import Hooks, HookSet, flow_run_record, new_run_id
+from ._tags import check_tags, current_tags, tags
 from ._tasks import RETURN_STATE, check_not_return_state, is_async_callable, not_ready_state
 from ._validation import FlowParameters
 
@@ -60,17 +77,49 @@ R2 = TypeVar("R2")
 S = TypeVar("S")
 # asyncflow's `hook(flow, state)` or Prefect's `hook(flow, flow_run, state)` (`_runs`).
 FlowHook = Callable[[Any, State], object] | Callable[[Any, Any, State], object]
+# As a task's: a delay, one per retry, `f(attempt) -> seconds`, or Prefect's
+# `f(retries) -> [seconds]` (what `exponential_backoff` returns).
+RetryDelay = float | Sequence[float] | Callable[[int], float] | Callable[[int], list[float]]
+
+# How a flow waits out a retry delay (module attributes: tests record the delays).
+_sleep = time.sleep
+_sleep_async = asyncio.sleep
 
 
 class _Began:
-    """One flow call with hooks: its run id, Running state and parameters."""
+    """One flow call with hooks: its run id, Running state, parameters and attempts."""
 
-    __slots__ = ("id", "parameters", "state")
+    __slots__ = ("attempts", "id", "parameters", "state", "tags")
 
     def __init__(self, parameters: dict[str, Any]) -> None:
         self.id = new_run_id()
         self.state = State(StateType.RUNNING)
         self.parameters = parameters
+        self.attempts: _FlowAttempts | None = None
+        self.tags: frozenset[str] = frozenset()
+
+
+class _FlowAttempts(Attempts):
+    """The attempt machine of one flow call, and how its driver reads it.
+
+    `timed_out` is set by an attempt that ran out of its `timeout_seconds`.
+    """
+
+    __slots__ = ("timed_out",)
+
+    def __init__(self, name: str, retry: RetryPolicy | None) -> None:
+        super().__init__(name, retry, None)
+        self.timed_out = False
+
+    def next_delay(self, error: Exception) -> float | None:
+        """The attempt raised `error`: seconds to wait before the next attempt, or None
+        if the flow fails with it. A flow's own timeout is final (as Prefect's)."""
+        if self.timed_out:
+            return None
+        judged, again = self.judge(error)
+        if isinstance(self.raised(judged, again), Retry):
+            return self.retry_delay()
+        return None
 
 
 def _return_futures(value: Any) -> list[TaskFuture[Any]]:
@@ -97,6 +146,9 @@ class Flow(Generic[P, R]):
         task_runner: TaskRunner | None = None,
         timeout_seconds: float | None = None,
         validate_parameters: bool = True,
+        retries: int = 0,
+        retry_delay_seconds: RetryDelay = 0,
+        tags: Iterable[str] | None = None,
         on_completion: Sequence[FlowHook] | None = None,
         on_failure: Sequence[FlowHook] | None = None,
         on_running: Sequence[FlowHook] | None = None,
@@ -110,6 +162,9 @@ class Flow(Generic[P, R]):
             self.timeout_seconds = check_timeout(
                 "timeout_seconds", timeout_seconds, allow_zero=False
             )
+            self.retries: int = check_count("retries", retries)
+            self.retry_delay_seconds = validate_delay(retry_delay_seconds)
+            self.tags: frozenset[str] = check_tags(tags)
             hooks = HookSet(
                 "flow",
                 {
@@ -147,6 +202,7 @@ class Flow(Generic[P, R]):
         self.description = description if description is not None else inspect.getdoc(fn)
         self.task_runner = task_runner
         self.is_async = is_async_callable(fn)
+        self._retry = RetryPolicy(self.retries, self.retry_delay_seconds) if self.retries else None
         self._signature = inspect.signature(fn)
         check_not_return_state(self._signature.parameters, f"flow {self.name!r}")
         # Prefect's names: the option, and a `validate_parameters(dict)` method.
@@ -201,14 +257,34 @@ class Flow(Generic[P, R]):
         return args, kwargs
 
     def _begin(self, bound: inspect.BoundArguments) -> _Began | None:
-        """A call starts: call the `on_running` hooks (None: this flow has no hooks)."""
-        hooks = self._hooks
-        if not hooks.any():
+        """A call starts (None: this flow has no hooks, so nothing to record)."""
+        if not self._hooks.any():
             return None
-        began = _Began(dict(bound.arguments))
-        if self.on_running:
-            hooks.call(("on_running",), self, began.state, lambda: self._record(began, None))
-        return began
+        return _Began(dict(bound.arguments))
+
+    @contextlib.contextmanager
+    def _tagged(self, began: _Began | None) -> Iterator[None]:
+        """The flow's tags around its body, as a `with tags(...)` block: the runs it
+        submits and the flows it calls carry them (the call's record too)."""
+        with tags(*self.tags) if self.tags else contextlib.nullcontext():
+            if began is not None:
+                began.tags = current_tags()
+            yield
+
+    def _attempts(self, began: _Began | None) -> _FlowAttempts:
+        """The attempt machine of one call (the call's record counts its attempts)."""
+        attempts = _FlowAttempts(str(self.name), self._retry)
+        if began is not None:
+            began.attempts = attempts
+        return attempts
+
+    def _attempt_begins(self, attempts: _FlowAttempts, began: _Began | None) -> None:
+        """An attempt starts: count it, and call the `on_running` hooks."""
+        attempts.begin()
+        attempts.timed_out = False
+        if began is not None and self.on_running:
+            state = State(StateType.RUNNING)
+            self._hooks.call(("on_running",), self, state, lambda: self._record(began, None))
 
     def _record(self, began: _Began, final: State | None) -> Any:
         state = began.state if final is None else final
@@ -219,6 +295,8 @@ class Flow(Generic[P, R]):
             state,
             began.state.timestamp,
             final is not None,
+            1 if began.attempts is None else began.attempts.attempt,
+            began.tags,
         )
 
     def _end(
@@ -303,12 +381,30 @@ class Flow(Generic[P, R]):
         call_args, call_kwargs = self._checked(bound, call_args, call_kwargs)
         began = self._begin(bound)
         try:
-            value = self._call_sync(call_args, call_kwargs)
+            value = self._retry_sync(call_args, call_kwargs, began)
         except BaseException as exc:
             return self._end(None, exc, began, return_state)
         return self._end(value, None, began, return_state)
 
-    def _call_sync(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _retry_sync(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], began: _Began | None
+    ) -> Any:
+        """Attempts of a sync flow until one ends the call (the machine decides)."""
+        attempts = self._attempts(began)
+        with self._tagged(began):
+            while True:
+                self._attempt_begins(attempts, began)
+                try:
+                    return self._call_sync(args, kwargs, attempts)
+                except Exception as exc:
+                    delay = attempts.next_delay(exc)
+                    if delay is None:
+                        raise
+                _sleep(delay)
+
+    def _call_sync(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], attempts: _FlowAttempts
+    ) -> Any:
         timed_out = threading.Event()
         with self._new_runner() as runner:
             timer = None
@@ -327,6 +423,7 @@ class Flow(Generic[P, R]):
                 result = _resolve_return(value, futures)
             except Exception as exc:
                 if timed_out.is_set():
+                    attempts.timed_out = True
                     raise self._timeout_error() from exc
                 raise
             finally:
@@ -334,6 +431,7 @@ class Flow(Generic[P, R]):
                     timer.cancel()
                     timer.join()
         if timed_out.is_set():
+            attempts.timed_out = True
             raise self._timeout_error()
         return result
 
@@ -356,18 +454,37 @@ class Flow(Generic[P, R]):
         args, kwargs = self._checked(bound, args, kwargs)
         began = self._begin(bound)
         try:
-            if self.timeout_seconds is None:
-                value = await self._run_async(args, kwargs)
-            else:
-                try:
-                    value = await asyncio.wait_for(
-                        self._run_async(args, kwargs), self.timeout_seconds
-                    )
-                except asyncio.TimeoutError as exc:  # TimeoutError's alias from 3.11 on
-                    raise self._timeout_error() from exc
+            value = await self._retry_async(args, kwargs, began)
         except BaseException as exc:
             return self._end(None, exc, began, return_state)
         return self._end(value, None, began, return_state)
+
+    async def _retry_async(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], began: _Began | None
+    ) -> Any:
+        """Attempts of an async flow until one ends the call (the machine decides)."""
+        attempts = self._attempts(began)
+        with self._tagged(began):
+            while True:
+                self._attempt_begins(attempts, began)
+                try:
+                    return await self._attempt_async(args, kwargs, attempts)
+                except Exception as exc:
+                    delay = attempts.next_delay(exc)
+                    if delay is None:
+                        raise
+                await _sleep_async(delay)
+
+    async def _attempt_async(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], attempts: _FlowAttempts
+    ) -> Any:
+        if self.timeout_seconds is None:
+            return await self._run_async(args, kwargs)
+        try:
+            return await asyncio.wait_for(self._run_async(args, kwargs), self.timeout_seconds)
+        except asyncio.TimeoutError as exc:  # TimeoutError's alias from 3.11 on
+            attempts.timed_out = True
+            raise self._timeout_error() from exc
 
     async def _run_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         async with self._new_runner():
@@ -416,6 +533,9 @@ def flow(
     task_runner: TaskRunner | None = None,
     timeout_seconds: float | None = None,
     validate_parameters: bool = True,
+    retries: int = 0,
+    retry_delay_seconds: RetryDelay = 0,
+    tags: Iterable[str] | None = None,
     on_completion: Sequence[FlowHook] | None = None,
     on_failure: Sequence[FlowHook] | None = None,
     on_running: Sequence[FlowHook] | None = None,
@@ -440,9 +560,14 @@ def flow(
     function's annotations and converts them, with pydantic (`"3"` becomes `3` for
     `n: int`; an argument that does not fit raises `ParameterTypeError` before the
     body runs); `validate_parameters=False` turns that off (docs/flows.md).
+    `retries=N` re-runs the whole body (each attempt with
+    a fresh runner) after an exception, waiting `retry_delay_seconds` (as a task's);
+    `timeout_seconds` bounds each attempt, and a timed-out attempt is not retried.
+    `tags` are entered as a `with tags(...)` block around the body: the runs it
+    submits carry them.
 
     Raises:
-        ValueError: an option is out of range (e.g. `timeout_seconds=0`).
+        ValueError: an option is out of range (e.g. `timeout_seconds=0`, `retries=-1`).
         TypeError: an unknown option, or a `task_runner` that is not a `TaskRunner`.
     """
     unknown = set(options) - _OPTION_NAMES

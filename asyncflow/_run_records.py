@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ class TaskRun:
     start_time: datetime | None
     end_time: datetime | None
     run_count: int
+    tags: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -43,3 +44,4 @@ class FlowRun:
     start_time: datetime | None
     end_time: datetime | None
     run_count: int
+    tags: list[str] = field(default_factory=list)

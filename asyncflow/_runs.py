@@ -11,7 +11,7 @@ gets asyncflow's form.
 
 Prefect's middle argument is a run record (`TaskRun` / `FlowRun`, public in
 `asyncflow.runs`): a frozen snapshot of the run's id, name, parameters, state, start
-and end times and attempt count, built only when a Prefect-form callable asks for it.
+and end times, attempt count and tags, built only when a Prefect-form callable asks for it.
 A Prefect-form retry condition gets a Failed state whose `.result()` raises the
 attempt's exception (`.result(raise_on_failure=False)` returns it), as Prefect's
 `state.result()` does in its retry handlers.
@@ -254,6 +254,7 @@ def task_run_record(run: Run, state: State, final: bool) -> TaskRun:
         end_time=_when(state.timestamp) if final else None,
         # A run that lived elsewhere (a task worker) counted its attempts there.
         run_count=max(run.attempt, state.attempts),
+        tags=sorted(getattr(call, "tags", ())),
     )
 
 
@@ -264,6 +265,8 @@ def flow_run_record(
     state: State,
     started: float,
     final: bool,
+    run_count: int = 1,
+    tags: frozenset[str] = frozenset(),
 ) -> FlowRun:
     from ._run_records import FlowRun
 
@@ -275,5 +278,6 @@ def flow_run_record(
         state=state,
         start_time=_when(started),
         end_time=_when(state.timestamp) if final else None,
-        run_count=1,
+        run_count=run_count,
+        tags=sorted(tags),
     )

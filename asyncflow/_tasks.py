@@ -17,6 +17,7 @@ Whether a task is sync or async is decided once, here, from the function's type
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
@@ -54,6 +55,7 @@ from ._runners._base import TaskSpec, new_run, wait_for_upstreams
 from ._runners._current import current_runner
 from ._runs import RUN_BOOK, Hooks, HookSet, attempt_failed_state, takes_run_record, task_run_record
 from ._streaming import MapIter
+from ._tags import check_tags
 
 __all__ = ("Task", "is_async_callable", "task")
 
@@ -142,6 +144,17 @@ def _callable_name(fn: Callable[..., Any]) -> str:
 
 
 _UNSET: Any = object()
+_NO_SLOTS = contextlib.nullcontext()  # reusable (sync and async): it keeps no state
+
+
+def _tag_limits_of(task: TaskSpec, run: Run) -> Any:
+    """`_concurrency._tag_limits` if `run`'s tags have limits, else None. A direct call
+    then holds their slots around the call (a submitted run waits in the engine)."""
+    if run.limit is task.run_options.limit:  # no tag limit was added for this run
+        return None
+    from ._concurrency import _tag_limits  # loaded by the first run whose tags have limits
+
+    return _tag_limits
 
 
 def validate_task_options(options: dict[str, Any]) -> tuple[dict[str, Any], HookSet]:
@@ -173,6 +186,7 @@ def validate_task_options(options: dict[str, Any]) -> tuple[dict[str, Any], Hook
     limit = options.get("max_concurrency")
     if limit is not None:
         check_count("max_concurrency", limit, minimum=1)
+    options["tags"] = check_tags(options.get("tags"))
     hooks = HookSet("task", options)
     options.update(hooks.lists)
     return options, hooks
@@ -195,6 +209,7 @@ class Task(TaskSpec, Generic[P, R]):
         retry_condition_fn: RetryCondition | None = None,
         timeout_seconds: float | None = None,
         max_concurrency: int | None = None,
+        tags: Iterable[str] | None = None,
         on_completion: Sequence[StateHook] | None = None,
         on_failure: Sequence[StateHook] | None = None,
         on_running: Sequence[StateHook] | None = None,
@@ -216,6 +231,7 @@ class Task(TaskSpec, Generic[P, R]):
                     "retry_condition_fn": retry_condition_fn,
                     "timeout_seconds": timeout_seconds,
                     "max_concurrency": max_concurrency,
+                    "tags": tags,
                     "on_completion": on_completion,
                     "on_failure": on_failure,
                     "on_running": on_running,
@@ -234,6 +250,7 @@ class Task(TaskSpec, Generic[P, R]):
         self.retry_delay_seconds = opts["retry_delay_seconds"]
         self.timeout_seconds: float | None = opts["timeout_seconds"]
         self.max_concurrency = max_concurrency
+        self.tags: frozenset[str] = opts["tags"]  # a run's tags add those around it
         # Each a list of hooks, and a decorator adding one: `@my_task.on_failure`.
         self.on_completion: Hooks = hooks.lists["on_completion"]
         self.on_failure: Hooks = hooks.lists["on_failure"]
@@ -427,11 +444,13 @@ class Task(TaskSpec, Generic[P, R]):
             return skipped
         raise_if_upstream_failed(upstreams, self.name)
         run = new_run(current_runner(), self, params, rebuild, None)
-        if self.timeout_seconds is None:
-            execute_sync(run)
-        else:
-            with DeadlineAlarm(run):  # interrupts the body at the deadline, if it can
+        limits = _tag_limits_of(self, run)
+        with limits.held_around_call(run) if limits else _NO_SLOTS:
+            if self.timeout_seconds is None:
                 execute_sync(run)
+            else:
+                with DeadlineAlarm(run):  # interrupts the body at the deadline, if it can
+                    execute_sync(run)
         return final_state(run.future) if return_state else outcome(run.future)
 
     async def _call_async(
@@ -451,7 +470,9 @@ class Task(TaskSpec, Generic[P, R]):
         # As every run, a direct call runs in its own copy of the context (a task of
         # its own, created inside the copy): context changes in the task do not leak
         # into the caller. Cancelling the caller cancels the awaited task.
-        await run.context.run(asyncio.ensure_future, execute_async(run))
+        limits = _tag_limits_of(self, run)
+        async with limits.held_around_call_async(run) if limits else _NO_SLOTS:
+            await run.context.run(asyncio.ensure_future, execute_async(run))
         return final_state(run.future) if return_state else outcome(run.future)
 
     # ---- submit and map ----------------------------------------------------------------
@@ -618,6 +639,7 @@ def task(
     retry_condition_fn: RetryCondition | None = None,
     timeout_seconds: float | None = None,
     max_concurrency: int | None = None,
+    tags: Iterable[str] | None = None,
     on_completion: Sequence[StateHook] | None = None,
     on_failure: Sequence[StateHook] | None = None,
     on_running: Sequence[StateHook] | None = None,
@@ -642,7 +664,9 @@ def task(
     Options: `name`, `description`, `retries`, `retry_delay_seconds` (a number, a list
     per attempt, or a callable of the attempt number), `retry_jitter_factor`,
     `retry_condition_fn(task, exception) -> bool`, `timeout_seconds`,
-    `max_concurrency` (runs of this task at once, process-wide), and lists of state
+    `max_concurrency` (runs of this task at once, process-wide), `tags` (labels its
+    runs carry, with the tags around them; the named limit `tag:<tag>` limits the runs
+    carrying a tag, process-wide), and lists of state
     hooks `on_completion`, `on_failure`, `on_running`, `on_cancellation`, `on_crashed`
     (`hook(task, state)`, or Prefect's `hook(task, task_run, state)`; also decorators:
     `@my_task.on_failure`). `retry_condition_fn` may also be Prefect's

@@ -260,6 +260,38 @@ def check_concurrency_limits() -> None:
     limited = ident.with_options(max_concurrency=1)
     assert limited.map([1, 2, 3]).result(timeout=WAIT) == [1, 2, 3]
     assert ident.map([1, 2, 3], max_concurrency=2).result(timeout=WAIT) == [1, 2, 3]
+    from asyncflow._concurrency import _registry
+    from asyncflow.concurrency import set_limit
+
+    set_limit("tag:database", 1)
+    try:
+
+        @task(tags=["database"])
+        def query(x: int) -> float:
+            return x * _registry.active("tag:database")  # the run holds the one slot
+
+        assert query.map([1, 2, 3]).result(timeout=WAIT) == [1.0, 2.0, 3.0]
+        assert _registry.active("tag:database") == 0
+    finally:
+        _registry.use_clock(None)  # forget the limit
+
+
+def check_tags() -> None:
+    from asyncflow import tags
+
+    seen: list[list[str]] = []
+
+    @task(tags=["db"], on_completion=[lambda task_, task_run, state: seen.append(task_run.tags)])
+    def load() -> int:
+        return 1
+
+    @flow(tags=["etl"])
+    def pipeline() -> int:
+        return load.submit().result()
+
+    with tags("nightly"):
+        assert pipeline() == 1
+    assert seen == [["db", "etl", "nightly"]]
 
 
 def check_task_workers() -> None:
@@ -363,6 +395,19 @@ def check_methods() -> None:
     assert meter.zero.submit().result(timeout=WAIT) == 0
 
 
+def check_flow_retries() -> None:
+    attempts: list[int] = []
+
+    @flow(retries=2, retry_delay_seconds=0)
+    def troublesome() -> int:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise RuntimeError("oopsie daisy")
+        return len(attempts)
+
+    assert troublesome() == 3
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     "`@flow(task_runner=...)`": check_flow_task_runner,
     "`ThreadPoolTaskRunner(max_workers=...)`": check_thread_pool,
@@ -393,11 +438,13 @@ CHECKS: dict[str, Callable[[], None]] = {
         check_retries
     ),
     "`timeout_seconds`": check_timeout,
+    "`@flow(retries=..., retry_delay_seconds=...)`": check_flow_retries,
     "`on_completion`, `on_failure` state hooks": check_hooks,
     "returning `Completed(...)`, `Failed(...)`, ... from a task or flow": check_returned_states,
     "`return_state=True`": check_return_state,
     "submitting with no flow": check_submit_without_flow,
     "tag-based task concurrency limits": check_concurrency_limits,
+    "`tags=` on tasks and flows, `with tags(...)`": check_tags,
     "`PrefectTaskRunner`, task workers, `task.delay()`": check_task_workers,
 }
 
@@ -405,7 +452,6 @@ CHECKS: dict[str, Callable[[], None]] = {
 REFUSED_OPTIONS = {
     "`cache_policy`, `cache_key_fn`": ("cache_policy", "cache_key_fn"),
     "`persist_result`, result storage": ("persist_result",),
-    "`tags`": ("tags",),
     "`log_prints`, `get_run_logger()`": ("log_prints",),
 }
 

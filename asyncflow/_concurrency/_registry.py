@@ -36,7 +36,9 @@ __all__ = (
     "active",
     "enter",
     "get_limit",
+    "limited",
     "poll",
+    "queue_run",
     "release",
     "set_limit",
     "step",
@@ -211,6 +213,29 @@ def enter(request: Request, waker: Callable[[], None]) -> tuple[Ticket | None, f
     _wake([t for t in granted if t is not ticket])
     deadline = None if request.timeout is None else now + request.timeout
     return ticket, deadline
+
+
+def limited(names: Iterable[str]) -> tuple[str, ...]:
+    """The names among `names` that have a limit, silently (no warning for the others:
+    a run's tags are labels first, and most have no limit)."""
+    with _lock:
+        _load_environment_locked()
+        return tuple(name for name in names if _slots.limit_of(name) is not None)
+
+
+def queue_run(ticket: Ticket) -> bool:
+    """Queue a run's `ticket` (one slot of each of its names) in line with every other
+    holder. True if it holds the slots now, or if none of its names has a limit any
+    more (it holds nothing); else its waker is called once, from whichever thread
+    frees them. The caller keeps the ticket before queueing it, so a waker that runs
+    at once, from another thread, finds it."""
+    with _lock:
+        ticket.names = tuple(name for name in ticket.names if _slots.limit_of(name) is not None)
+        if not ticket.names:
+            return True
+        granted = _slots.request(ticket, _clock())
+    _wake([t for t in granted if t is not ticket])
+    return ticket in granted
 
 
 def step(ticket: Ticket, deadline: float | None, timeout: float | None) -> float | None:

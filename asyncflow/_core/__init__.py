@@ -13,7 +13,7 @@ the validators, `*_sigterm` for the signal claim, `*_engine_loop` for the portal
 """
 
 from ._alarm import DeadlineAlarm
-from ._attempt import CancelReason, ReturnedState
+from ._attempt import Attempts, CancelReason, Retry, ReturnedState
 from ._attempt import ending_of as ending_of_returned_state
 from ._context import current_run, enter_blocking, exit_blocking, sync_scope
 from ._engine import (
@@ -29,6 +29,8 @@ from ._engine import (
     stop_runs,
     upstream_failed,
 )
+from ._engine import admit as admit_parked_run
+from ._engine import release_limit as release_limit_slot
 from ._engine import submit as submit_run
 from ._exceptions import (
     AsyncflowError,
@@ -66,7 +68,14 @@ from ._future import (
     was_observed,
 )
 from ._generators import awaitable_result, consume_generator
-from ._policy import MAX_PENDING_RUNS, ConcurrencyLimit, PendingLimit, RetryPolicy, validate_delay
+from ._policy import (
+    MAX_PENDING_RUNS,
+    ConcurrencyLimit,
+    PendingLimit,
+    RetryPolicy,
+    RunLimit,
+    validate_delay,
+)
 from ._portal import get_loop as engine_loop
 from ._portal import stop as stop_engine_loop
 from ._run import NO_OPTIONS, RunOptions
@@ -85,6 +94,7 @@ __all__ = (
     "MAX_PENDING_RUNS",
     "NO_OPTIONS",
     "AsyncflowError",
+    "Attempts",
     "CancelReason",
     "CircularDependency",
     "ConcurrencyLimit",
@@ -98,9 +108,11 @@ __all__ = (
     "MissingResult",
     "PendingLimit",
     "RemoteError",
+    "Retry",
     "RetryPolicy",
     "ReturnedState",
     "Run",
+    "RunLimit",
     "RunOptions",
     "RunnerNotStarted",
     "SerializationError",
@@ -116,6 +128,7 @@ __all__ = (
     "UpstreamFailed",
     "WorkerPool",
     "WouldDeadlock",
+    "admit_parked_run",
     "as_completed",
     "awaitable_result",
     "begin_many",
@@ -145,6 +158,7 @@ __all__ = (
     "is_deferred",
     "load_deferred",
     "outcome",
+    "release_limit_slot",
     "release_sigterm",
     "running_loop",
     "start_on_loop",

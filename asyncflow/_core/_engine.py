@@ -44,6 +44,7 @@ from ._states import State, StateType, running_state
 
 __all__ = (
     "Run",
+    "admit",
     "begin",
     "begin_many",
     "cancel",
@@ -54,6 +55,7 @@ __all__ = (
     "execute_async",
     "execute_sync",
     "expire",
+    "release_limit",
     "report_crash",
     "report_error",
     "report_remote",
@@ -313,13 +315,28 @@ def upstream_failed(up: TaskFuture[Any], lead: str = "") -> UpstreamFailed:
 
 
 def start(run: Run) -> None:
-    """Hand a ready run to its owner, unless its task's concurrency limit is full."""
+    """Hand a ready run to its owner, unless its concurrency limit is full."""
     limit = run.limit
     if limit is not None:
         if not limit.acquire_or_park(run):
-            return  # parked: `_release_limit` starts it when a slot frees up
+            return  # parked: the limit hands it its slot later (`admit`)
         run.holds_slot = True
     _start_run(run)
+
+
+def admit(run: Run) -> bool:
+    """`run`, parked by its limit, now holds its slot: start it. False if it is final
+    (cancelled while parked): it took nothing, the caller passes the slot on.
+
+    A limit's `release()` returns the parked run that gets the freed slot (the task's
+    `max_concurrency`); a limit that grants slots by itself, from any thread (a tag
+    limit, through the named-limit registry), calls this instead."""
+    run.holds_slot = True  # the slot passed straight to it
+    if run.future._state._final:
+        run.holds_slot = False
+        return False
+    _start_run(run)
+    return True
 
 
 def _start_run(run: Run) -> None:
@@ -335,14 +352,11 @@ def _start_run(run: Run) -> None:
         raise
 
 
-def _release_limit(limit: Any) -> None:
+def release_limit(limit: Any) -> None:
+    """Free one slot of `limit`: it goes to the first parked run still waiting."""
     while (parked := limit.release()) is not None:
-        parked.holds_slot = True  # the slot passed straight to it
-        if parked.future._state._final:  # cancelled while parked: pass the slot on
-            parked.holds_slot = False
-            continue
-        _start_run(parked)
-        return
+        if admit(parked):
+            return
 
 
 # ---- state changes: the one place they happen --------------------------------------------
@@ -402,7 +416,7 @@ def _after_final(run: Run, cbs: list[Any] | None, instructions: list[Any] | None
         if run.holds_slot:
             run.holds_slot = False
             assert run.limit is not None
-            _release_limit(run.limit)
+            release_limit(run.limit)
         if instructions:
             _dispatch(instructions)
 

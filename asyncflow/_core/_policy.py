@@ -14,7 +14,7 @@ import collections
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _validate
 from ._context import current_run, sync_scope
@@ -23,7 +23,7 @@ from ._exceptions import WouldDeadlock
 if TYPE_CHECKING:
     import random
 
-__all__ = ("ConcurrencyLimit", "PendingLimit", "RetryPolicy", "validate_delay")
+__all__ = ("ConcurrencyLimit", "PendingLimit", "RetryPolicy", "RunLimit", "validate_delay")
 
 logger = logging.getLogger("asyncflow")
 
@@ -130,6 +130,23 @@ def _called_delay(delay: Callable[[int], Any], attempt: int, retries: int) -> fl
     except Exception:
         logger.exception("retry_delay_seconds(%d) failed; retrying without a delay", attempt)
         return 0.0
+
+
+class RunLimit(Protocol):
+    """What the engine asks of a run's limit (`RunOptions.limit`), when the run is
+    ready (`acquire_or_park`) and when it is final holding its slot (`release`).
+
+    `acquire_or_park(run)`: True if the run may start now (it holds its slot); else
+    the run is parked, Pending, and gets its slot later: either `release()` of another
+    run returns it (the engine starts it), or the limit calls the engine's `admit`
+    itself (a limit whose slots are granted by another party, from any thread).
+    `release()`: free the slot; returns a parked run that now holds it, or None. The
+    engine calls it again while the run it returned turns out to be final already.
+    """
+
+    def acquire_or_park(self, run: Any) -> bool: ...
+
+    def release(self) -> Any | None: ...
 
 
 class ConcurrencyLimit:

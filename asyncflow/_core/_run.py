@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ._engine import Run
-    from ._policy import ConcurrencyLimit, RetryPolicy
+    from ._policy import RetryPolicy, RunLimit
     from ._states import State
 
 __all__ = ("NO_OPTIONS", "CallSpec", "RunOptions", "RunOwner")
@@ -29,7 +29,8 @@ class RunOptions:
     """A task's execution options, built once per task and shared by its runs.
 
     `retry` (None: no retries), `timeout` (seconds for the whole run, None: none),
-    `limit` (the task's concurrency limit, None: none), `on_final` (called with the
+    `limit` (the task's concurrency limit, None: none; a run whose tags have limits
+    gets one of its own, see `_policy.RunLimit`), `on_final` (called with the
     final state and the run, e.g. the task's hooks; None: nothing to call),
     `on_running` (called with the Running state and the run as each attempt begins,
     on the thread that begins it; None: nothing to call).
@@ -41,7 +42,7 @@ class RunOptions:
         self,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
-        limit: ConcurrencyLimit | None = None,
+        limit: RunLimit | None = None,
         on_final: Callable[[State, Run], object] | None = None,
         on_running: Callable[[State, Run], object] | None = None,
     ) -> None:

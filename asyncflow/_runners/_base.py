@@ -49,6 +49,7 @@ from .._core import (
     terminating,
     was_observed,
 )
+from .._tags import run_tags
 from ..settings import get_settings
 from ._by_name import task_function_ref
 from ._current import entered, entered_runner, sigterm_enabled
@@ -88,6 +89,7 @@ class TaskSpec(abc.ABC):
     is_async: bool
     run_options: RunOptions = NO_OPTIONS
     variadic_keywords: str | None = None  # the name of the function's `**kwargs`, if any
+    tags: frozenset[str] = frozenset()  # the task's own tags (a run adds those around it)
 
     @abc.abstractmethod
     def invoke(self, parameters: dict[str, Any]) -> Any:
@@ -104,15 +106,23 @@ class Call:
 
     `call()` executes it here; `parts()` gives `(function, args, kwargs)` with the
     arguments resolved, for runners that execute it in another process or machine.
+    `tags` are the run's: its task's and those around its submission.
     """
 
-    __slots__ = ("is_async", "parameters", "rebuild", "task")
+    __slots__ = ("is_async", "parameters", "rebuild", "tags", "task")
 
-    def __init__(self, task: TaskSpec, parameters: dict[str, Any], rebuild: bool) -> None:
+    def __init__(
+        self,
+        task: TaskSpec,
+        parameters: dict[str, Any],
+        rebuild: bool,
+        tags: frozenset[str] = frozenset(),
+    ) -> None:
         self.task = task
         self.is_async = task.is_async
         self.parameters = parameters
         self.rebuild = rebuild
+        self.tags = tags
 
     def resolved_parameters(self) -> dict[str, Any]:
         """Parameters with upstream futures replaced by their results (all are final)."""
@@ -161,14 +171,20 @@ def new_run(
     rebuild: bool,
     loop: asyncio.AbstractEventLoop | None,
 ) -> Run:
-    return Run(
+    tags = run_tags(task.tags)
+    run = Run(
         TaskFuture(task.name),
-        Call(task, parameters, rebuild),
+        Call(task, parameters, rebuild, tags),
         task.run_options,
         owner,
         contextvars.copy_context(),
         loop,
     )
+    if tags:  # a limit on one of them (`tag:<name>`) holds the run back until a slot frees
+        from .._concurrency._tag_limits import limit_by_tags  # first tagged run: the registry
+
+        limit_by_tags(run, tags)
+    return run
 
 
 def check_max_workers(max_workers: int | None, configured: int | None, fallback: int) -> int:
