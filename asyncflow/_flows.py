@@ -63,7 +63,12 @@ from ._runners._shared import SharedTaskRunner
 from ._runners._thread import ThreadPoolTaskRunner
 from ._runs import Hooks, HookSet, flow_run_record, new_run_id
 from ._tags import check_tags, current_tags, tags
-from ._tasks import RETURN_STATE, check_not_return_state, is_async_callable, not_ready_state
+from ._tasks import (
+    check_not_return_state,
+    is_async_callable,
+    not_ready_state,
+    return_state_flag,
+)
 from ._validation import FlowParameters
 
 __all__ = ("Flow", "flow")
@@ -358,11 +363,7 @@ class Flow(Generic[P, R]):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the flow; with `return_state=True`, return its final `State` (whose
         `.result()` gives the value or raises) instead of raising for its failure."""
-        return_state = kwargs.pop(RETURN_STATE, False)
-        if not isinstance(return_state, bool):
-            raise TypeError(
-                f"flow {self.name!r}: return_state must be True or False, got {return_state!r}"
-            )
+        return_state = return_state_flag(kwargs, "flow", self.name)
         try:
             bound = self._signature.bind(*args, **kwargs)
         except TypeError as exc:

@@ -94,11 +94,12 @@ def check_not_return_state(params: Any, label: str) -> None:
         )
 
 
-def _return_state_flag(kwargs: dict[str, Any], label: str) -> bool:
-    """Pop the call's `return_state=` keyword (a bool, checked now)."""
+def return_state_flag(kwargs: dict[str, Any], kind: str, name: object) -> bool:
+    """Pop the call's `return_state=` keyword (a bool, checked now) of the task or flow
+    (`kind`) `name`; the label is formatted only for the error (this runs per call)."""
     flag = kwargs.pop(RETURN_STATE, False)
     if not isinstance(flag, bool):
-        raise TypeError(f"{label}: return_state must be True or False, got {flag!r}")
+        raise TypeError(f"{kind} {name!r}: return_state must be True or False, got {flag!r}")
     return flag
 
 
@@ -431,7 +432,7 @@ class Task(TaskSpec, Generic[P, R]):
         the state is then NotReady).
         """
         wait_for = kwargs.pop(_RESERVED, None)
-        return_state = _return_state_flag(kwargs, f"task {self.name!r}")
+        return_state = return_state_flag(kwargs, "task", self.name)
         params = self._bind(args, kwargs)
         upstreams, rebuild = find_upstreams(params)
         if wait_for is not None:
