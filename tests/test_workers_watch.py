@@ -5,17 +5,19 @@ finished before the watcher's cursor)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Collection
+from pathlib import Path
 from typing import Any
 
 import pytest
 import workers_tasks as wt
-from helpers import WAIT
+from helpers import WAIT, FileGate
 from workers_support import ThreadWorker
 
-from asyncflow import task_worker
+from asyncflow import TaskFuture, flow, task_worker
 from asyncflow._broker import Outcome, RunStatus, open_broker
 from asyncflow._taskworkers import WorkerTaskRunner
 
@@ -78,3 +80,39 @@ def test_a_rebuilt_future_whose_run_finished_before_the_cursor_still_ends(
     rebuilt = task_worker.future(rid, broker=url)
     assert rebuilt.result(timeout=WAIT) == 7
     assert spy.asked == [[rid]]  # the one fallback look, for the rebuilt run only
+
+
+@pytest.mark.parametrize("stop", ["cancel", "failing flow"])
+def test_a_run_a_worker_took_unseen_is_treated_as_running_when_stopped(
+    url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stop: str
+) -> None:
+    """The watcher's status poll lags the broker: a worker may hold a run whose future
+    still says Pending. Stopping it asks the broker, which knows: the run is Running
+    (a sync run is not interrupted, as on a thread), never Cancelled while it runs."""
+    broker = open_broker(url)
+    monkeypatch.setattr(broker, "status", lambda run_id: RunStatus.QUEUED)  # never seen taken
+    started, release = FileGate(tmp_path / "started"), FileGate(tmp_path / "release")
+    futures: list[TaskFuture[int]] = []
+
+    @flow(task_runner=WorkerTaskRunner(url))
+    def body_fails() -> None:
+        futures.append(wt.announce_then_hold.submit(started, release))
+        started.wait()
+        assert futures[0].state.is_pending()  # the race this test is about
+        release.open()  # the flow waits for the run it cannot stop
+        raise RuntimeError("the body fails")
+
+    with ThreadWorker(url, wt.announce_then_hold):
+        if stop == "cancel":
+            with WorkerTaskRunner(url):
+                fut = wt.announce_then_hold.submit(started, release)
+                started.wait()
+                assert fut.state.is_pending()  # the race this test is about
+                assert fut.cancel() is False  # refused, as for a thread run
+                assert fut.state.is_running()
+                release.open()
+                assert fut.result(timeout=WAIT) == os.getpid()
+        else:
+            with pytest.raises(RuntimeError, match="the body fails"):
+                body_fails()
+            assert futures[0].state.is_completed()

@@ -89,3 +89,11 @@ def hold_then_mark(tally: Tally, release: FileGate, done: Tally) -> int:
     release.wait(WAIT)
     done.add(str(pid))
     return pid
+
+
+@task
+def announce_then_hold(started: FileGate, release: FileGate) -> int:
+    """Open `started` once a worker runs this, then wait for `release`."""
+    started.open(str(os.getpid()))
+    release.wait(WAIT)
+    return os.getpid()

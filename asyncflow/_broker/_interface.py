@@ -15,7 +15,8 @@ A run's life in the broker:
               |                |
               |  deliveries == max_deliveries and the lease expires
               |                +--------------------------------> DEAD
-    cancel(): QUEUED -> CANCELLED at once; LEASED -> cancel requested (renew says so)
+    cancel(): QUEUED -> CANCELLED at once; LEASED -> cancel requested (renew says so);
+              it answers which it found
     dead_letter(): LEASED -> DEAD (a message that failed its signature check, say)
 
 - `claim` hands a QUEUED run to one worker under a lease (`lease_seconds` from now) and
@@ -124,9 +125,12 @@ class Broker(Protocol):
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Make a held run DEAD with `reason` (no-op if the lease is no longer held)."""
 
-    def cancel(self, run_id: str) -> bool:
-        """QUEUED: CANCELLED now (True). LEASED: ask its worker (renew answers
-        CANCEL_REQUESTED; True). Final or unknown: False."""
+    def cancel(self, run_id: str) -> RunStatus | None:
+        """Cancel the run; returns the status it had if that did something. QUEUED: it
+        is CANCELLED now and no worker will take it. LEASED: a worker holds it and is
+        asked (renew answers CANCEL_REQUESTED). None: final or unknown, nothing done.
+        The answer is atomic, so a submitter learns whether a worker took the run
+        before its cancel arrived."""
 
     def status(self, run_id: str) -> RunStatus | None:
         """The run's status, None if the broker never saw it."""

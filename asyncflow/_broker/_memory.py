@@ -241,18 +241,19 @@ class MemoryBroker:
             self._unlease(run, RunStatus.DEAD, reason)
             self._changed()
 
-    def cancel(self, run_id: str) -> bool:
+    def cancel(self, run_id: str) -> RunStatus | None:
         with self._cond:
             run = self._runs.get(run_id)
             if run is None or run.status.is_final:
                 self._observe()
-                return False
-            if run.status is RunStatus.QUEUED:
+                return None
+            found = run.status
+            if found is RunStatus.QUEUED:
                 self._finish(run, RunStatus.CANCELLED, _rules.CANCELLED_QUEUED)
             else:
                 run.cancel_requested = True
             self._changed()
-            return True
+            return found
 
     def status(self, run_id: str) -> RunStatus | None:
         with self._cond:

@@ -443,19 +443,20 @@ class SQLiteBroker:
             )
             return cursor.rowcount == 1
 
-    def cancel(self, run_id: str) -> bool:
+    def cancel(self, run_id: str) -> RunStatus | None:
         with self._write() as conn:
             cursor = conn.execute(
                 "UPDATE runs SET status = 'cancelled', reason = ?, finished_at = ?,"
                 " finish_seq = ? WHERE run_id = ? AND status = 'queued'",
                 (_rules.CANCELLED_QUEUED, self._clock(), self._next_finish(conn), run_id),
             )
-            if cursor.rowcount == 0:
-                cursor = conn.execute(
-                    "UPDATE runs SET cancel_requested = 1 WHERE run_id = ? AND status = 'leased'",
-                    (run_id,),
-                )
-            return cursor.rowcount == 1
+            if cursor.rowcount == 1:
+                return RunStatus.QUEUED
+            cursor = conn.execute(
+                "UPDATE runs SET cancel_requested = 1 WHERE run_id = ? AND status = 'leased'",
+                (run_id,),
+            )
+            return RunStatus.LEASED if cursor.rowcount == 1 else None
 
     def status(self, run_id: str) -> RunStatus | None:
         self._note_read_version()

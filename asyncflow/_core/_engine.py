@@ -203,7 +203,8 @@ class Run(Attempts):
         """For a runner whose runs live their whole life elsewhere, attempts, retries
         and deadline included (a task worker): the run is in `state` there. A state
         that is not final (Running) marks the run as executing, with no attempt
-        counted and no deadline armed here; a final one ends it with `value` or
+        counted and no deadline armed here (reported once: a second report is
+        dropped); a final one ends it with `value` or
         `error`, as a stop requested meanwhile says if there was one. False if the
         run is final already (the report is dropped)."""
         return report_remote(self, state, value, error)
@@ -534,8 +535,8 @@ def report_remote(run: Run, state: State, value: Any, error: BaseException | Non
         if run.phase is _FINAL:
             return False
         if not state._final:
-            if run.cancel_reason is not None:
-                return False
+            if run.cancel_reason is not None or run.phase is not _PENDING:
+                return False  # stopped, or reported executing already (once is enough)
             run.phase = _RUNNING
             _set_state_locked(run, state)
         else:
@@ -579,6 +580,16 @@ def _can_stop(run: Run) -> bool:
         return False
 
 
+def _withdraw(run: Run) -> None:
+    """`run` is pending and about to be stopped: its owner makes sure nothing starts it,
+    or, if a remote worker took it already, reports it Running, so that the stop
+    treats it as the executing run it is (asked outside the lock)."""
+    try:
+        run.owner.withdraw(run)
+    except Exception:
+        logger.exception("withdrawing task %r from %r failed", run.name, run.owner)
+
+
 def _interrupt(run: Run) -> None:
     """Interrupt the executing attempt (an asyncio task here, or through its owner)."""
     task, loop = run.task, run.loop or (run.task.get_loop() if run.task else None)
@@ -610,6 +621,8 @@ def cancel(
     state = fut._state
     if state._final:
         return state.type is StateType.CANCELLED
+    if run.phase is _PENDING:
+        _withdraw(run)  # a remote queue answers whether a worker has it: then it runs
     stoppable = run.phase is not _PENDING and _can_stop(run)
     cbs = instructions = None
     with LOCK:

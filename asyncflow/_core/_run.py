@@ -94,6 +94,12 @@ class RunOwner(Protocol):
     def release_run(self, run: Run) -> None:
         """`run` reached a final state; drop any bookkeeping for it."""
 
+    def withdraw(self, run: Run) -> None:
+        """`run` has not started here and is about to be stopped: make sure it never
+        starts. A runner that hands runs to a remote queue asks the queue; if a worker
+        took the run before the stop arrived, it reports the run Running
+        (`run.report_remote`) before returning, and the stop treats it as executing."""
+
     def can_stop(self, run: Run) -> bool:
         """Can the runner interrupt `run`'s executing attempt (kill its worker, cancel
         it remotely)? Asked before a cancel or a deadline is decided; no side effect."""

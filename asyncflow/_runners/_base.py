@@ -262,6 +262,13 @@ class TaskRunner(abc.ABC):
         `_stop_resources` should not wait for work it could not stop."""
         return self._abandoned
 
+    def withdraw(self, run: Run) -> None:  # noqa: B027  (optional hook)
+        """`run` has not started and is about to be stopped: make sure it never starts.
+        The default does nothing: a local runner checks the run's state before it
+        starts an attempt. A runner that hands runs to a remote queue asks the queue
+        and, if a worker took the run already, reports it Running
+        (`run.report_remote`) before returning, so the stop treats it as executing."""
+
     def can_stop(self, run: Run) -> bool:
         """Can this runner interrupt `run`'s executing attempt (kill its worker,
         cancel it remotely)? The default, False, suits runners that execute calls on

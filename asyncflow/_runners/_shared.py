@@ -127,6 +127,11 @@ class SharedTaskRunner(TaskRunner):
             return
         shared.start_run(run)
 
+    def withdraw(self, run: Run) -> None:
+        shared = self._shared
+        if shared is not None:
+            shared.withdraw(run)
+
     def can_stop(self, run: Run) -> bool:
         shared = self._shared
         return shared.can_stop(run) if shared is not None else False

@@ -12,8 +12,10 @@ is sent), `max_concurrency`, and the task's hooks (they run where the future is)
 
 Stopping a run (`future.cancel()`, a failing flow, a flow's deadline, Ctrl-C):
 
-- not taken by a worker yet: it ends now (Cancelled, or TimedOut for a flow deadline)
-  and `release_run` cancels it in the broker, so no worker runs it;
+- it looks queued: `withdraw` cancels it in the broker, which answers atomically
+  whether a worker took it first (the watcher may not have seen that yet). Not taken:
+  it ends now (Cancelled, or TimedOut for a flow deadline) and no worker runs it.
+  Taken: it is reported Running, and the stop treats it as one of the next two;
 - async and held by a worker: `can_stop` says yes and `stop_running` asks the broker
   to cancel it; the worker cancels the asyncio task for real and the run ends as the
   stop says once the worker's outcome arrives;
@@ -176,8 +178,8 @@ class WorkerTaskRunner(TaskRunner):
             watching.unwatch(new_id, run)
             self._ids.pop(run, None)
             raise
-        if run.future.done():  # stopped while it was being sent: withdraw it
-            self._withdraw(run)
+        if run.future.done():  # stopped while it was being sent: cancel it there
+            self._forget(run)
 
     def _seal(self, ch: Channel, run: Run, new_id: str) -> tuple[str, bytes]:
         task = run.call.task
@@ -191,6 +193,11 @@ class WorkerTaskRunner(TaskRunner):
         return key, ch.seal(new_id, data, what, self.max_payload_bytes)
 
     # ---- stopping ----------------------------------------------------------------------
+    def withdraw(self, run: Run) -> None:
+        run_id_ = self._ids.get(run)
+        if run_id_ is not None:  # enqueued: the broker says whether a worker took it
+            watcher(self.channel).withdraw(run_id_, run)
+
     def can_stop(self, run: Run) -> bool:
         # An async run held by a worker is cancelled there for real (see the docstring).
         return run.is_async and run in self._ids
@@ -201,10 +208,10 @@ class WorkerTaskRunner(TaskRunner):
             self.channel.broker.cancel(run_id_)
 
     def release_run(self, run: Run) -> None:
-        self._withdraw(run)
+        self._forget(run)
         super().release_run(run)
 
-    def _withdraw(self, run: Run) -> None:
+    def _forget(self, run: Run) -> None:
         """A run final here: if no outcome came from the broker (it was cancelled or
         timed out here), cancel it there too, so no worker starts it."""
         run_id_ = self._ids.pop(run, None)
@@ -228,6 +235,9 @@ class _Rebuilt:
 
     def start_run(self, run: Run) -> None:  # never called: the run is not submitted here
         raise AssertionError("a rebuilt run is not started")
+
+    def withdraw(self, run: Run) -> None:
+        watcher(self.channel).withdraw(self.run_id, run)
 
     def can_stop(self, run: Run) -> bool:
         return False

@@ -96,6 +96,16 @@ class Watcher:
                 self._check.pop(run_id, None)
             return True
 
+    def withdraw(self, run_id: str, run: Run) -> None:
+        """`run` is about to be stopped while it looks queued: cancel it in the broker,
+        which answers atomically whether a worker took it first. If one did, `run` is
+        reported Running now (its status poll may not have seen it yet), so the stop
+        treats it as executing instead of ending it while a worker runs it."""
+        if self.channel.broker.cancel(run_id) is RunStatus.LEASED:
+            with self._lock:
+                self._queued.pop(run_id, None)
+            run.report_remote(_RUNNING)
+
     def _serve(self) -> None:
         broker = self.channel.broker
         while True:

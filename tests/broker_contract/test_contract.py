@@ -249,11 +249,11 @@ def test_dead_letter_keeps_reason_and_deliveries(broker: Broker) -> None:
 
 def test_cancel_a_queued_run(broker: Broker) -> None:
     enqueue(broker, "r1", "r2")
-    assert broker.cancel("r1")
+    assert broker.cancel("r1") is RunStatus.QUEUED
     assert broker.status("r1") is RunStatus.CANCELLED
     assert ids(broker.claim("w", [KEY], lease_seconds=LEASE, limit=5)) == ["r2"]
-    assert not broker.cancel("r1")  # final already
-    assert not broker.cancel("unknown")
+    assert broker.cancel("r1") is None  # final already
+    assert broker.cancel("unknown") is None
     (outcome,) = broker.outcomes(["r1"])
     assert (outcome.status, outcome.deliveries) == (RunStatus.CANCELLED, 0)
     assert outcome.reason
@@ -262,12 +262,13 @@ def test_cancel_a_queued_run(broker: Broker) -> None:
 def test_cancel_a_leased_run_asks_its_worker(broker: Broker) -> None:
     enqueue(broker, "r1")
     delivery = claim_one(broker)
-    assert broker.cancel("r1")
+    assert broker.cancel("r1") is RunStatus.LEASED  # the submitter learns a worker has it
     assert broker.status("r1") is RunStatus.LEASED
     assert broker.renew(delivery, LEASE) is Lease.CANCEL_REQUESTED
+    assert broker.cancel("r1") is RunStatus.LEASED  # asked again: the same answer
     assert broker.ack(delivery, b"cancelled by the worker")  # the worker's answer is final
     assert broker.outcomes(["r1"])[0].status is RunStatus.DONE
-    assert not broker.cancel("r1")
+    assert broker.cancel("r1") is None
 
 
 @pytest.mark.parametrize("how", ["expiry", "release"])
@@ -290,7 +291,7 @@ def test_status_and_outcomes_of_unknown_and_unfinished_runs(broker: Broker) -> N
     assert broker.status("nope") is None
     enqueue(broker, "a", "b", "c")
     claim_one(broker)  # a: leased
-    assert broker.cancel("c")
+    assert broker.cancel("c") is RunStatus.QUEUED
     assert broker.outcomes([]) == []
     assert [o.run_id for o in broker.outcomes(["c", "nope", "a", "b", "c"])] == ["c"]
 

@@ -5,7 +5,7 @@ The model is a dict of runs written from the rules in `_interface` and `_rules`
 themselves). Hypothesis interleaves enqueues, claims, renewals, releases, acks,
 dead-letters, cancels and clock moves, and after each step every run's status must
 match; every call's answer (claimed runs and their delivery numbers, renew's Lease,
-ack's and cancel's bool, outcomes, the finished_since feed) is compared as it happens.
+ack's bool, cancel's answer, outcomes, the finished_since feed) is compared as it happens.
 """
 
 from __future__ import annotations
@@ -186,15 +186,15 @@ class BrokerMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
         run_id = data.draw(st.sampled_from([*sorted(self.runs), "unknown"]))
-        cancelled = self.broker.cancel(run_id)
+        found = self.broker.cancel(run_id)
         run = self.runs.get(run_id)
         if run is None or run.status.is_final:
-            assert not cancelled
+            assert found is None
         elif run.status is RunStatus.QUEUED:
-            assert cancelled
+            assert found is RunStatus.QUEUED
             self.finish(run_id, RunStatus.CANCELLED)
         else:
-            assert cancelled
+            assert found is RunStatus.LEASED
             run.cancel_requested = True
 
     @rule(seconds=st.sampled_from([0.5, 1.0, 4.0, 30.0]))
