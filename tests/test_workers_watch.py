@@ -116,3 +116,29 @@ def test_a_run_a_worker_took_unseen_is_treated_as_running_when_stopped(
             with pytest.raises(RuntimeError, match="the body fails"):
                 body_fails()
             assert futures[0].state.is_completed()
+
+
+def test_a_run_that_ended_unseen_ends_with_its_outcome_when_stopped(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither the status poll nor the feed has seen the run end: a stop then finds
+    it final in the broker and the future ends with the worker's result."""
+    broker = open_broker(url)
+    acked = threading.Event()
+    real_ack = broker.ack
+
+    def ack(*args: Any, **kwargs: Any) -> bool:
+        stored = real_ack(*args, **kwargs)
+        acked.set()
+        return stored
+
+    monkeypatch.setattr(broker, "ack", ack)
+    monkeypatch.setattr(broker, "status", lambda run_id: RunStatus.QUEUED)
+    monkeypatch.setattr(broker, "finished_since", lambda cursor, limit=0: ([], cursor or 0))
+    with ThreadWorker(url, wt.noop), WorkerTaskRunner(url):
+        fut = wt.noop.submit(5)
+        assert acked.wait(WAIT)
+        assert fut.state.is_pending()  # nothing here has seen it run
+        assert fut.cancel() is False  # it ran: not Cancelled
+        assert fut.state.is_completed()
+        assert fut.result(timeout=0) == 5

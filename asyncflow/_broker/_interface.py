@@ -126,11 +126,11 @@ class Broker(Protocol):
         """Make a held run DEAD with `reason` (no-op if the lease is no longer held)."""
 
     def cancel(self, run_id: str) -> RunStatus | None:
-        """Cancel the run; returns the status it had if that did something. QUEUED: it
-        is CANCELLED now and no worker will take it. LEASED: a worker holds it and is
-        asked (renew answers CANCEL_REQUESTED). None: final or unknown, nothing done.
-        The answer is atomic, so a submitter learns whether a worker took the run
-        before its cancel arrived."""
+        """Cancel the run; returns the status it found. QUEUED: it is CANCELLED now
+        and no worker will take it. LEASED: a worker holds it and is asked (renew
+        answers CANCEL_REQUESTED). A final status: nothing changes (its outcome is
+        there to read). None: the broker never saw it. The answer is atomic, so a
+        submitter learns whether a worker took the run before its cancel arrived."""
 
     def status(self, run_id: str) -> RunStatus | None:
         """The run's status, None if the broker never saw it."""

@@ -246,7 +246,7 @@ class MemoryBroker:
             run = self._runs.get(run_id)
             if run is None or run.status.is_final:
                 self._observe()
-                return None
+                return None if run is None else run.status
             found = run.status
             if found is RunStatus.QUEUED:
                 self._finish(run, RunStatus.CANCELLED, _rules.CANCELLED_QUEUED)

@@ -456,7 +456,10 @@ class SQLiteBroker:
                 "UPDATE runs SET cancel_requested = 1 WHERE run_id = ? AND status = 'leased'",
                 (run_id,),
             )
-            return RunStatus.LEASED if cursor.rowcount == 1 else None
+            if cursor.rowcount == 1:
+                return RunStatus.LEASED
+            found = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchall()
+            return RunStatus(found[0][0]) if found else None
 
     def status(self, run_id: str) -> RunStatus | None:
         self._note_read_version()

@@ -12,10 +12,11 @@ is sent), `max_concurrency`, and the task's hooks (they run where the future is)
 
 Stopping a run (`future.cancel()`, a failing flow, a flow's deadline, Ctrl-C):
 
-- it looks queued: `withdraw` cancels it in the broker, which answers atomically
-  whether a worker took it first (the watcher may not have seen that yet). Not taken:
-  it ends now (Cancelled, or TimedOut for a flow deadline) and no worker runs it.
-  Taken: it is reported Running, and the stop treats it as one of the next two;
+- it looks queued: `withdraw` cancels it in the broker, which answers atomically what
+  it found (the watcher may not have seen it yet). Still queued: it ends now
+  (Cancelled, or TimedOut for a flow deadline) and no worker runs it. Ended already:
+  it ends with its outcome. Taken: it is reported Running, and the stop treats it as
+  one of the next two;
 - async and held by a worker: `can_stop` says yes and `stop_running` asks the broker
   to cancel it; the worker cancels the asyncio task for real and the run ends as the
   stop says once the worker's outcome arrives;
@@ -196,7 +197,7 @@ class WorkerTaskRunner(TaskRunner):
     def withdraw(self, run: Run) -> None:
         run_id_ = self._ids.get(run)
         if run_id_ is not None:  # enqueued: the broker says whether a worker took it
-            watcher(self.channel).withdraw(run_id_, run)
+            watcher(self.channel).withdraw(run_id_)
 
     def can_stop(self, run: Run) -> bool:
         # An async run held by a worker is cancelled there for real (see the docstring).
@@ -237,7 +238,7 @@ class _Rebuilt:
         raise AssertionError("a rebuilt run is not started")
 
     def withdraw(self, run: Run) -> None:
-        watcher(self.channel).withdraw(self.run_id, run)
+        watcher(self.channel).withdraw(self.run_id)
 
     def can_stop(self, run: Run) -> bool:
         return False

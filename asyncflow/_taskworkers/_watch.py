@@ -96,14 +96,26 @@ class Watcher:
                 self._check.pop(run_id, None)
             return True
 
-    def withdraw(self, run_id: str, run: Run) -> None:
-        """`run` is about to be stopped while it looks queued: cancel it in the broker,
-        which answers atomically whether a worker took it first. If one did, `run` is
-        reported Running now (its status poll may not have seen it yet), so the stop
-        treats it as executing instead of ending it while a worker runs it."""
-        if self.channel.broker.cancel(run_id) is RunStatus.LEASED:
-            with self._lock:
-                self._queued.pop(run_id, None)
+    def withdraw(self, run_id: str) -> None:
+        """A run of `run_id` is about to be stopped while it looks queued: cancel it in
+        the broker, which answers atomically what it found. The status poll and the
+        feed may not have seen it yet, so a run a worker took is reported Running now
+        (the stop treats it as executing), and a run that ended is reported with its
+        outcome (it ran: it does not end Cancelled). Still queued, or not enqueued
+        yet: nothing to report, the stop ends it."""
+        broker = self.channel.broker
+        found = broker.cancel(run_id)
+        if found is RunStatus.LEASED:
+            self._taken(run_id)
+        elif found is not None and found.is_final:
+            self._report_all(broker.outcomes([run_id]))
+
+    def _taken(self, run_id: str) -> None:
+        """A worker holds `run_id`: its runs here are Running."""
+        with self._lock:
+            self._queued.pop(run_id, None)
+            runs = list(self._runs.get(run_id, ()))
+        for run in runs:
             run.report_remote(_RUNNING)
 
     def _serve(self) -> None:
@@ -143,12 +155,11 @@ class Watcher:
             status = broker.status(run_id)
             if status is RunStatus.QUEUED or status is None:  # None: not enqueued yet
                 continue
-            with self._lock:
-                self._queued.pop(run_id, None)
-                runs = list(self._runs.get(run_id, ()))
             if status is RunStatus.LEASED:
-                for run in runs:
-                    run.report_remote(_RUNNING)
+                self._taken(run_id)
+            else:  # final: the feed reports it
+                with self._lock:
+                    self._queued.pop(run_id, None)
 
     def _report_all(self, outcomes: list[Outcome]) -> None:
         """Report the outcomes of the watched runs among `outcomes`."""

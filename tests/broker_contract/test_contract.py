@@ -252,7 +252,7 @@ def test_cancel_a_queued_run(broker: Broker) -> None:
     assert broker.cancel("r1") is RunStatus.QUEUED
     assert broker.status("r1") is RunStatus.CANCELLED
     assert ids(broker.claim("w", [KEY], lease_seconds=LEASE, limit=5)) == ["r2"]
-    assert broker.cancel("r1") is None  # final already
+    assert broker.cancel("r1") is RunStatus.CANCELLED  # final already: nothing changes
     assert broker.cancel("unknown") is None
     (outcome,) = broker.outcomes(["r1"])
     assert (outcome.status, outcome.deliveries) == (RunStatus.CANCELLED, 0)
@@ -268,7 +268,7 @@ def test_cancel_a_leased_run_asks_its_worker(broker: Broker) -> None:
     assert broker.cancel("r1") is RunStatus.LEASED  # asked again: the same answer
     assert broker.ack(delivery, b"cancelled by the worker")  # the worker's answer is final
     assert broker.outcomes(["r1"])[0].status is RunStatus.DONE
-    assert broker.cancel("r1") is None
+    assert broker.cancel("r1") is RunStatus.DONE  # final: the outcome stands
 
 
 @pytest.mark.parametrize("how", ["expiry", "release"])

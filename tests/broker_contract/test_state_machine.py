@@ -188,8 +188,10 @@ class BrokerMachine(RuleBasedStateMachine):
         run_id = data.draw(st.sampled_from([*sorted(self.runs), "unknown"]))
         found = self.broker.cancel(run_id)
         run = self.runs.get(run_id)
-        if run is None or run.status.is_final:
+        if run is None:
             assert found is None
+        elif run.status.is_final:
+            assert found is run.status
         elif run.status is RunStatus.QUEUED:
             assert found is RunStatus.QUEUED
             self.finish(run_id, RunStatus.CANCELLED)
