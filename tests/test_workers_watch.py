@@ -142,3 +142,27 @@ def test_a_run_that_ended_unseen_ends_with_its_outcome_when_stopped(
         assert fut.cancel() is False  # it ran: not Cancelled
         assert fut.state.is_completed()
         assert fut.result(timeout=0) == 5
+
+
+def test_a_run_stopped_while_it_is_being_enqueued_is_cancelled_in_the_broker(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stop (and the run's release) lands between the call being sealed and its
+    enqueue: nothing to cancel in the broker yet, so `start_run` cancels it after."""
+    broker = open_broker(url)
+    real_enqueue = broker.enqueue
+    runners: list[WorkerTaskRunner] = []
+    enqueued: list[str] = []
+
+    def enqueue(run_id: str, *args: Any, **kwargs: Any) -> None:
+        assert runners[0].cancel_all() == 1  # the stop arrives now
+        enqueued.append(run_id)
+        real_enqueue(run_id, *args, **kwargs)
+
+    monkeypatch.setattr(broker, "enqueue", enqueue)
+    with WorkerTaskRunner(url) as runner:  # no worker: it would stay queued for good
+        runners.append(runner)
+        fut = wt.noop.submit(1)
+        fut.wait(WAIT)
+        assert fut.state.is_cancelled()
+    assert [broker.status(run_id) for run_id in enqueued] == [RunStatus.CANCELLED]

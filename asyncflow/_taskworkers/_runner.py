@@ -180,7 +180,11 @@ class WorkerTaskRunner(TaskRunner):
             self._ids.pop(run, None)
             raise
         if run.future.done():  # stopped while it was being sent: cancel it there
-            self._forget(run)
+            # By id, not through `_forget`: its release may have run before the enqueue
+            # and found nothing to cancel. A run that ended for real is final there.
+            self._ids.pop(run, None)
+            watching.unwatch(new_id, run)
+            ch.broker.cancel(new_id)
 
     def _seal(self, ch: Channel, run: Run, new_id: str) -> tuple[str, bytes]:
         task = run.call.task
@@ -197,7 +201,7 @@ class WorkerTaskRunner(TaskRunner):
     def withdraw(self, run: Run) -> None:
         run_id_ = self._ids.get(run)
         if run_id_ is not None:  # enqueued: the broker says whether a worker took it
-            watcher(self.channel).withdraw(run_id_)
+            watcher(self.channel).withdraw(run_id_, run)
 
     def can_stop(self, run: Run) -> bool:
         # An async run held by a worker is cancelled there for real (see the docstring).
@@ -238,7 +242,7 @@ class _Rebuilt:
         raise AssertionError("a rebuilt run is not started")
 
     def withdraw(self, run: Run) -> None:
-        watcher(self.channel).withdraw(self.run_id)
+        watcher(self.channel).withdraw(self.run_id, run)
 
     def can_stop(self, run: Run) -> bool:
         return False

@@ -96,16 +96,19 @@ class Watcher:
                 self._check.pop(run_id, None)
             return True
 
-    def withdraw(self, run_id: str) -> None:
-        """A run of `run_id` is about to be stopped while it looks queued: cancel it in
-        the broker, which answers atomically what it found. The status poll and the
-        feed may not have seen it yet, so a run a worker took is reported Running now
-        (the stop treats it as executing), and a run that ended is reported with its
-        outcome (it ran: it does not end Cancelled). Still queued, or not enqueued
-        yet: nothing to report, the stop ends it."""
+    def withdraw(self, run_id: str, run: Run) -> None:
+        """`run` (of `run_id`) is about to be stopped while it looks queued: cancel it
+        in the broker, which answers atomically what it found. The status poll and
+        the feed may not have seen it yet, so a run a worker took is reported Running
+        now (the stop treats it as executing), and a run that ended is reported with
+        its outcome (it ran: it does not end Cancelled). Still queued: it is cancelled
+        there and no longer watched (the stop ends it here; its release need not
+        cancel it again). Not enqueued yet: the stop ends it, `start_run` withdraws it."""
         broker = self.channel.broker
         found = broker.cancel(run_id)
-        if found is RunStatus.LEASED:
+        if found is RunStatus.QUEUED:
+            self.unwatch(run_id, run)
+        elif found is RunStatus.LEASED:
             self._taken(run_id)
         elif found is not None and found.is_final:
             self._report_all(broker.outcomes([run_id]))
