@@ -13,7 +13,6 @@ import pickle
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -26,6 +25,7 @@ from workers_support import (
     TESTS,
     InProcessWorkers,
     SubprocessWorkers,
+    ThreadWorker,
     peek,
     start_worker_process,
     stop_worker_process,
@@ -39,25 +39,6 @@ from asyncflow._taskworkers import TaskWorker, WorkerTaskRunner
 from asyncflow.task_runners import WorkerTaskRunner as PublicWorkerTaskRunner
 
 pytestmark = pytest.mark.timeout(30)
-
-
-class ThreadWorker:
-    """A `TaskWorker` on a thread of this process, stopped on exit."""
-
-    def __init__(self, url: str, *tasks: Any, limit: int = 2, **options: Any) -> None:
-        self.worker = TaskWorker(tasks, url, limit=limit, lease_seconds=1.0, **options)
-        self.thread = threading.Thread(
-            target=lambda: asyncio.run(self.worker.serve()), name="tests-task-worker"
-        )
-
-    def __enter__(self) -> TaskWorker:
-        self.thread.start()
-        return self.worker
-
-    def __exit__(self, *exc: object) -> None:
-        self.worker.stop()
-        self.thread.join(WAIT)
-        assert not self.thread.is_alive()
 
 
 @pytest.fixture
