@@ -343,9 +343,10 @@ class Flow(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
 
     # `return_state=` cannot sit beside `P.kwargs` (PEP 612): with it the arguments are
-    # not checked against the function, but the State's value type is kept.
+    # not checked against the function, but the State's value type is kept. The async
+    # overload comes first and wins (pyright calls the pair an unsafe overlap).
     @overload
-    def __call__(
+    def __call__(  # pyright: ignore[reportOverlappingOverload]
         self: Flow[P, Coroutine[Any, Any, T]],
         *args: Any,
         return_state: Literal[True],

@@ -111,9 +111,11 @@ class Broker(Protocol):
         task key is in `task_keys` or whose key's module (before the ":") is in
         `modules`, or every run if `any_key`; [] when there are none (never blocks:
         see `wait`)."""
+        ...
 
     def renew(self, delivery: Delivery, lease_seconds: float) -> Lease:
         """Extend this claim's lease to `lease_seconds` from now, if still held."""
+        ...
 
     def release(self, delivery: Delivery) -> None:
         """Hand a held run back to the queue; its delivery is not counted."""
@@ -121,6 +123,7 @@ class Broker(Protocol):
     def ack(self, delivery: Delivery, result: bytes) -> bool:
         """Store the result and make the run DONE; False (stored nothing) if the run is
         final already or the lease was taken over by another claim."""
+        ...
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Make a held run DEAD with `reason` (no-op if the lease is no longer held)."""
@@ -131,12 +134,15 @@ class Broker(Protocol):
         answers CANCEL_REQUESTED). A final status: nothing changes (its outcome is
         there to read). None: the broker never saw it. The answer is atomic, so a
         submitter learns whether a worker took the run before its cancel arrived."""
+        ...
 
     def status(self, run_id: str) -> RunStatus | None:
         """The run's status, None if the broker never saw it."""
+        ...
 
     def outcomes(self, run_ids: Collection[str]) -> list[Outcome]:
         """The final ones among `run_ids` (expiring overdue leases first)."""
+        ...
 
     def finished_since(self, cursor: int | None, *, limit: int = 1000) -> tuple[list[Outcome], int]:
         """A feed of runs as they become final: those that did after `cursor`, in that
@@ -144,12 +150,14 @@ class Broker(Protocol):
         first). `cursor=None` means "from now": ([], the current cursor). A submitter
         with many runs in flight follows the feed instead of asking `outcomes` for all
         of them after every change; it takes its first cursor before it enqueues."""
+        ...
 
     def purge(self, older_than: float) -> int:
         """Forget the runs that became final at least `older_than` seconds ago (by the
         broker's clock): their records and outcomes are gone (`status` says None).
         Queued and leased runs are never purged, nor the newest final run (it anchors
         the feed, whose cursors stay valid). Returns how many runs were removed."""
+        ...
 
     def wait(self, timeout: float) -> None:
         """Block until the broker may have changed (a run enqueued, acked, cancelled...)

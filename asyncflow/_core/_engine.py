@@ -457,16 +457,16 @@ def begin(run: Run) -> int:
     at the first attempt. Returns the attempt number, or 0 if it may not start."""
     with LOCK:
         attempt = run.begin()
-        if attempt:
-            state = running_state(attempt)
-            _set_state_locked(run, state)
-    if attempt:
-        if _events.listeners:
-            _events.emit(run.future, state)
-        if run.on_running is not None:
-            _call_on_running(run, state)
-        if attempt == 1 and run.timeout is not None:
-            _arm_deadline(run)
+        if not attempt:
+            return 0
+        state = running_state(attempt)
+        _set_state_locked(run, state)
+    if _events.listeners:
+        _events.emit(run.future, state)
+    if run.on_running is not None:
+        _call_on_running(run, state)
+    if attempt == 1 and run.timeout is not None:
+        _arm_deadline(run)
     return attempt
 
 
@@ -768,7 +768,7 @@ def _swallow_cancellation(run: Run) -> bool:
     if run.cancel_reason is not CancelReason.TIMED_OUT:
         return False
     current = asyncio.current_task()
-    if current is not None and hasattr(current, "uncancel"):
+    if current is not None and sys.version_info >= (3, 11):
         current.uncancel()  # our own cancellation, consumed here (3.11+)
     return True
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -85,7 +86,7 @@ class RetryPolicy:
                 "with its own error",
                 name,
             )
-            if hasattr(exc, "add_note"):  # 3.11+: the traceback shows why it was not retried
+            if sys.version_info >= (3, 11):  # the traceback shows why it was not retried
                 exc.add_note(
                     f"not retried: retry_condition_fn of task {name!r} raised "
                     f"{type(broken).__name__}: {broken}"
@@ -144,7 +145,7 @@ class RunLimit(Protocol):
     engine calls it again while the run it returned turns out to be final already.
     """
 
-    def acquire_or_park(self, run: Any) -> bool: ...
+    def acquire_or_park(self, run: Any, /) -> bool: ...
 
     def release(self) -> Any | None: ...
 

@@ -103,6 +103,7 @@ class RunOwner(Protocol):
     def can_stop(self, run: Run) -> bool:
         """Can the runner interrupt `run`'s executing attempt (kill its worker, cancel
         it remotely)? Asked before a cancel or a deadline is decided; no side effect."""
+        ...
 
     def stop_running(self, run: Run) -> None:
         """Interrupt `run`'s executing attempt; its outcome is reported afterwards as

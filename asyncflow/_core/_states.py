@@ -42,12 +42,17 @@ class StateType(enum.Enum):
 
 
 _FINAL_TYPES = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
-# Facts per member, stored on the member: hashing an Enum runs Python code, and
-# State() is built twice per task run. The label of PENDING is "Pending", and so on.
-for _member in StateType:
-    _member._label = _member.name.capitalize()  # type: ignore[attr-defined]
-    _member._final = _member.name in _FINAL_TYPES  # type: ignore[attr-defined]
-del _member
+
+
+def _store_facts() -> None:
+    # Facts per member, stored on the member: hashing an Enum runs Python code, and
+    # State() is built twice per task run. The label of PENDING is "Pending", and so on.
+    for member in StateType:
+        member._label = member.name.capitalize()  # type: ignore[attr-defined]
+        member._final = member.name in _FINAL_TYPES  # type: ignore[attr-defined]
+
+
+_store_facts()
 
 # Pending-typed states that are nevertheless final: the run will never start.
 _FINAL_PENDING_NAMES = ("NotReady",)
