@@ -200,7 +200,7 @@ class WorkerTaskRunner(TaskRunner):
     # ---- stopping ----------------------------------------------------------------------
     def withdraw(self, run: Run) -> None:
         run_id_ = self._ids.get(run)
-        if run_id_ is not None:  # enqueued: the broker says whether a worker took it
+        if run_id_ is not None:  # sent (or being sent): the broker says what it found
             watcher(self.channel).withdraw(run_id_, run)
 
     def can_stop(self, run: Run) -> bool:
